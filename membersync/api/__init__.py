@@ -1,0 +1,1 @@
+"""HTTP edges shared by every router: dependencies and error mapping."""

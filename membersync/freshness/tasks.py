@@ -1,0 +1,59 @@
+"""The `member.sync` job: sync one member with one provider, on the audience-sync queue."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import partial
+
+from sqlalchemy import select
+
+from membersync.freshness.service import SyncRequest, sync_member
+from membersync.jobs.ledger import ClaimedJob
+from membersync.jobs.queue import AUDIENCE_SYNC_QUEUE
+from membersync.jobs.runner import PermanentJobError
+from membersync.jobs.spec import JobSpec, RetryStrategy
+from membersync.models import Member, Tenant
+from membersync.runtime import Runtime
+
+MEMBER_SYNC = JobSpec(
+    name="member.sync",
+    queue=AUDIENCE_SYNC_QUEUE,
+    retry=RetryStrategy(max_attempts=3, delay=timedelta(seconds=60)),
+    unique_for=timedelta(seconds=600),
+)
+
+
+async def handle_member_sync(runtime: Runtime, job: ClaimedJob) -> None:
+    """Sync `job.entity_id` with provider `job.target`.
+
+    Idempotent: skipped when the profile was synced since the job was queued (unless `force`), and run
+    under the same member+provider lock as the login path. 3 tries, 60 s apart; de-duplicated for 600 s.
+    """
+    if job.target is None or job.target not in runtime.providers:
+        raise PermanentJobError(f"unknown sync provider {job.target!r}")
+    async with runtime.database.read_sessions() as session:
+        member = await session.scalar(
+            select(Member).where(Member.id == job.entity_id, Member.tenant_id == job.tenant_id)
+        )
+        tenant = await session.get(Tenant, job.tenant_id) if member is not None else None
+    if member is None or tenant is None:
+        raise PermanentJobError(f"member {job.entity_id} of tenant {job.tenant_id} no longer exists")
+    provider = runtime.providers.get(job.target)
+    if not provider.is_available_for_tenant(tenant):
+        return
+    force = bool(job.params.get("force", False))
+    request = SyncRequest(
+        tenant=tenant,
+        member=member,
+        provider=provider,
+        kind=str(job.params.get("kind", "scheduled")),
+        synced_since=job.created_at,
+        force=force,
+        job_id=job.id,
+        lock_wait=runtime.settings.login_lock_wait_seconds,
+    )
+    await sync_member(runtime, request)
+
+
+def install(runtime: Runtime) -> None:
+    runtime.jobs.add(MEMBER_SYNC, partial(handle_member_sync, runtime))

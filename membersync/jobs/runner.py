@@ -1,0 +1,155 @@
+"""Runs ledger rows: claim a batch in one statement, run the handlers, write results back in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from membersync.clock import Clock
+from membersync.db.engine import Database
+from membersync.jobs import ledger, outbox
+from membersync.jobs.ledger import ClaimedJob
+from membersync.jobs.policy import decide_retry, describe_error
+from membersync.jobs.queue import JobQueue
+from membersync.jobs.spec import JobRegistry, RetryStrategy
+
+logger = structlog.get_logger("membersync.jobs")
+
+
+class PermanentJobError(Exception):
+    """Raised by a handler when trying again cannot help; the job fails without further attempts."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: ClaimedJob
+    error: BaseException | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class BatchReport:
+    claimed: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    def add(self, other: BatchReport) -> None:
+        self.claimed += other.claimed
+        self.succeeded += other.succeeded
+        self.retried += other.retried
+        self.failed += other.failed
+
+
+@dataclass
+class JobRunner:
+    database: Database
+    registry: JobRegistry
+    queue: JobQueue
+    clock: Clock
+    lease: timedelta
+    concurrency: int = 1
+    retry_delay: timedelta | None = None
+    _semaphore: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._semaphore = asyncio.Semaphore(self.concurrency)
+
+    async def run_batch(self, job_ids: Sequence[int]) -> BatchReport:
+        """Run the runnable rows among `job_ids`; rows already taken or not yet due are skipped."""
+        async with self.database.sessions() as session:
+            jobs = await ledger.claim(session, job_ids, self.clock.now(), self.lease)
+            await session.commit()
+        return await self._run(jobs)
+
+    async def run_due(self, limit: int = 500, queue: str | None = None) -> BatchReport:
+        """Claim and run due rows straight from the ledger, without waiting for messages."""
+        async with self.database.sessions() as session:
+            jobs = await ledger.claim_due(session, self.clock.now(), self.lease, limit, queue)
+            await session.commit()
+        return await self._run(jobs)
+
+    async def run_until_idle(self, queue: str | None = None, limit: int = 500) -> BatchReport:
+        total = BatchReport()
+        while (report := await self.run_due(limit, queue)).claimed:
+            total.add(report)
+        return total
+
+    async def _run(self, jobs: list[ClaimedJob]) -> BatchReport:
+        if not jobs:
+            return BatchReport()
+        outcomes = await asyncio.gather(*(self._execute(job) for job in jobs))
+        return await self._write_back(outcomes)
+
+    async def _execute(self, job: ClaimedJob) -> Outcome:
+        handler = self.registry.handler(job.name)
+        if handler is None:
+            return Outcome(job, PermanentJobError(f"no handler for job {job.name!r} in this process"))
+        async with self._semaphore:
+            try:
+                await handler(job)
+            except Exception as error:
+                return Outcome(job, error)
+        return Outcome(job)
+
+    async def _write_back(self, outcomes: Sequence[Outcome]) -> BatchReport:
+        now = self.clock.now()
+        report = BatchReport(claimed=len(outcomes))
+        async with self.database.sessions() as session:
+            done = [outcome.job.id for outcome in outcomes if outcome.succeeded]
+            await ledger.mark_succeeded(session, done, now)
+            report.succeeded = len(done)
+            for outcome in outcomes:
+                if outcome.error is not None:
+                    retried = await self._record_failure(session, outcome.job, outcome.error)
+                    report.retried += retried
+                    report.failed += not retried
+            pending = outbox.take(session)
+            await session.commit()
+        await outbox.send(self.queue, pending)
+        return report
+
+    def _strategy(self, name: str) -> RetryStrategy | None:
+        spec = self.registry.specs.get(name)
+        if spec is None:
+            return None
+        if self.retry_delay is None:
+            return spec.retry
+        return RetryStrategy(max_attempts=spec.retry.max_attempts, delay=self.retry_delay)
+
+    async def _record_failure(self, session: AsyncSession, job: ClaimedJob, error: BaseException) -> bool:
+        """Schedule the next attempt or record the failure; True when the job will run again."""
+        now = self.clock.now()
+        text = describe_error(error)
+        strategy = self._strategy(job.name)
+        permanent = strategy is None or isinstance(error, PermanentJobError)
+        decision = decide_retry(strategy or RetryStrategy(), job.attempts, now, permanent=permanent)
+        if decision.run_at is not None:
+            await ledger.mark_retry(session, job.id, text, decision.run_at)
+            outbox.defer(session, job.queue, [job.id], eta=decision.run_at)
+            logger.warning("job.retry", job_id=job.id, job=job.name, attempt=job.attempts, error=text)
+            return True
+        await ledger.mark_failed(session, job.id, text, now)
+        logger.error("job.failed", job_id=job.id, job=job.name, attempts=job.attempts, error=text)
+        return False
+
+
+async def sweep(runner: JobRunner, resend_after: timedelta) -> int:
+    """Re-queue rows whose lease ran out (their worker died) and re-send rows whose message was lost."""
+    async with runner.database.sessions() as session:
+        by_queue = await ledger.recover(session, runner.clock.now(), resend_after)
+        await session.commit()
+    messages = [outbox.PendingMessages(queue, ids) for queue, ids in by_queue.items()]
+    await outbox.send(runner.queue, messages)
+    recovered = sum(len(ids) for ids in by_queue.values())
+    if recovered:
+        logger.warning("jobs.recovered", count=recovered)
+    return recovered

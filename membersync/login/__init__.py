@@ -1,0 +1,1 @@
+"""The login path: refresh stale login-bound providers inline, then issue a JWT from fresh data."""

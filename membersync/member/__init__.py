@@ -1,0 +1,1 @@
+"""Members: the local system of record."""

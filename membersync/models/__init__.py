@@ -1,0 +1,22 @@
+"""Tables. Importing this package registers every model on `Base.metadata`."""
+
+from membersync.models.base import Base
+from membersync.models.job import Job, JobStatus, Lock
+from membersync.models.member import Entitlement, ExternalProfile, Member, MemberMeta
+from membersync.models.sync import SyncOperation, SyncRun
+from membersync.models.tenant import ApiToken, Tenant
+
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Entitlement",
+    "ExternalProfile",
+    "Job",
+    "JobStatus",
+    "Lock",
+    "Member",
+    "MemberMeta",
+    "SyncOperation",
+    "SyncRun",
+    "Tenant",
+]

@@ -1,0 +1,1 @@
+"""The 5-minute tick and manual syncs: decide which providers are due and dispatch their members."""

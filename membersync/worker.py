@@ -1,0 +1,105 @@
+"""The worker process: a huey consumer whose threads each run an event loop with their own runtime.
+
+One persistent loop and engine per thread: `asyncio.run()` per task with a shared engine hangs now and
+then, and SQLAlchemy's async engines are bound to the loop that created them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from huey import crontab
+
+from membersync.assembly import assemble
+from membersync.config import Settings
+from membersync.db.migrate import ensure_migrated
+from membersync.jobs.queue import AUDIENCE_SYNC_QUEUE, build_huey, register_batch_task
+from membersync.jobs.runner import sweep
+from membersync.runtime import Runtime
+from membersync.scheduling.service import run_tick
+
+logger = structlog.get_logger("membersync.worker")
+
+
+@dataclass
+class _ThreadState:
+    loop: asyncio.Runner
+    runtime: Runtime
+
+
+@dataclass
+class Worker:
+    """Consumes one queue with `threads` threads; with `periodic`, also runs the tick and the sweeper."""
+
+    settings: Settings
+    threads: int
+    queue: str = AUDIENCE_SYNC_QUEUE
+    periodic: bool = True
+    _local: threading.local = field(default_factory=threading.local)
+    _states: list[_ThreadState] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    consumer: Any = None
+
+    def _state(self) -> _ThreadState:
+        state: _ThreadState | None = getattr(self._local, "state", None)
+        if state is None:
+            loop = asyncio.Runner()
+            runtime, _ = assemble(self.settings)
+            state = _ThreadState(loop, runtime)
+            self._local.state = state
+            with self._lock:
+                self._states.append(state)
+        return state
+
+    def run_batch(self, job_ids: list[int]) -> None:
+        state = self._state()
+        report = state.loop.run(state.runtime.runner().run_batch(job_ids))
+        logger.debug("jobs.batch", claimed=report.claimed, succeeded=report.succeeded, failed=report.failed)
+
+    def tick(self) -> None:
+        state = self._state()
+        report = state.loop.run(run_tick(state.runtime))
+        logger.info("scheduling.tick", window=report.window.isoformat(), ran=report.ran, jobs=report.jobs)
+
+    def sweep(self) -> None:
+        state = self._state()
+        lease = timedelta(seconds=self.settings.job_lease_seconds)
+        state.loop.run(sweep(state.runtime.runner(), resend_after=lease))
+
+    def build_consumer(self) -> Any:
+        ensure_migrated(self.settings.effective_database_url)
+        huey = build_huey(self.settings, self.queue)
+        register_batch_task(huey, self.run_batch)
+        if self.periodic:
+            huey.periodic_task(crontab(minute="*/5"), name="scheduling.tick")(self.tick)
+            huey.periodic_task(crontab(minute="*"), name="jobs.sweep")(self.sweep)
+        self.consumer = huey.create_consumer(
+            workers=self.threads, worker_type="thread", periodic=self.periodic, initial_delay=0.05, max_delay=1.0
+        )
+        return self.consumer
+
+    def run(self) -> None:
+        """Run until SIGINT or SIGTERM (blocks; call from the main thread)."""
+        self.build_consumer().run()
+        self.close()
+
+    def start(self) -> None:
+        """Start the consumer's threads and return (for the demo and `membersync up`)."""
+        self.build_consumer().start()
+
+    def stop(self) -> None:
+        if self.consumer is not None:
+            self.consumer.stop(graceful=True)
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            states, self._states = self._states, []
+        for state in states:
+            state.loop.run(state.runtime.aclose())
+            state.loop.close()
