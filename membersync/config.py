@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     lock_ttl_seconds: float = Field(default=120.0, gt=0)
     job_lease_seconds: float = Field(default=300.0, gt=0)
     job_batch_size: int = Field(default=50, gt=0, le=1000)
-    job_concurrency: int = Field(default=1, gt=0, le=1000)
+    job_concurrency: int = Field(default=10, gt=0, le=1000)
+    job_retry_delay_seconds: float | None = Field(default=None, ge=0)
     worker_threads: int = Field(default=4, gt=0, le=256)
     plugins: str = ""
     log_level: str = "INFO"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import Protocol
@@ -30,6 +30,12 @@ class Locks(Protocol):
         """An async context manager yielding True when the lock was taken within `wait` seconds."""
         ...
 
+    async def acquire_many(self, keys: Sequence[str], owner: str, ttl: float) -> set[str]:
+        """Take every free key at once, without waiting; returns the keys taken."""
+        ...
+
+    async def release_many(self, keys: Sequence[str], owner: str) -> None: ...
+
 
 def sync_lock_key(tenant_id: int, member_id: int, provider: str) -> str:
     return f"sync:{tenant_id}:{member_id}:{provider}"
@@ -40,22 +46,37 @@ class DatabaseLocks:
         self._database = database
         self._clock = clock
 
-    async def try_acquire(self, key: str, owner: str, ttl: float) -> bool:
+    async def acquire_many(self, keys: Sequence[str], owner: str, ttl: float) -> set[str]:
+        if not keys:
+            return set()
         now = self._clock.now()
-        values = {"key": key, "owner": owner, "expires_at": now + timedelta(seconds=ttl)}
+        expires_at = now + timedelta(seconds=ttl)
+        rows = [{"key": key, "owner": owner, "expires_at": expires_at} for key in keys]
         # The conflict branch only takes over an expired lease: a live one stays with its holder.
-        statement = insert_or_update(
-            self._database.dialect, Lock, ["key"], values, ["owner", "expires_at"], where=Lock.expires_at < now
-        ).returning(Lock.owner)
+        statement = (
+            insert_or_update(
+                self._database.dialect, Lock, ["key"], {}, ["owner", "expires_at"], where=Lock.expires_at < now
+            )
+            .values(rows)
+            .returning(Lock.key)
+        )
         async with self._database.sessions() as session:
-            taken = await session.scalar(statement)
+            taken = set((await session.scalars(statement)).all())
             await session.commit()
-        return taken == owner
+        return taken
+
+    async def release_many(self, keys: Sequence[str], owner: str) -> None:
+        if not keys:
+            return
+        async with self._database.sessions() as session:
+            await session.execute(delete(Lock).where(Lock.key.in_(keys), Lock.owner == owner))
+            await session.commit()
+
+    async def try_acquire(self, key: str, owner: str, ttl: float) -> bool:
+        return key in await self.acquire_many([key], owner, ttl)
 
     async def release(self, key: str, owner: str) -> None:
-        async with self._database.sessions() as session:
-            await session.execute(delete(Lock).where(Lock.key == key, Lock.owner == owner))
-            await session.commit()
+        await self.release_many([key], owner)
 
     @asynccontextmanager
     async def hold(self, key: str, *, wait: float, ttl: float) -> AsyncIterator[bool]:
@@ -72,15 +93,37 @@ class DatabaseLocks:
                 await self.release(key, owner)
 
 
+RELEASE_IF_OWNER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def _redis_key(key: str) -> str:
+    return f"membersync:lock:{key}"
+
+
 class RedisLocks:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._release = redis.register_script(RELEASE_IF_OWNER)
+
+    async def acquire_many(self, keys: Sequence[str], owner: str, ttl: float) -> set[str]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(_redis_key(key), owner, nx=True, px=int(ttl * 1000))
+            results = await pipe.execute()
+        return {key for key, taken in zip(keys, results, strict=True) if taken}
+
+    async def release_many(self, keys: Sequence[str], owner: str) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                await self._release(keys=[_redis_key(key)], args=[owner], client=pipe)
+            await pipe.execute()
 
     @asynccontextmanager
     async def hold(self, key: str, *, wait: float, ttl: float) -> AsyncIterator[bool]:
-        lock = self._redis.lock(
-            f"membersync:lock:{key}", timeout=ttl, blocking_timeout=wait, sleep=POLL_INTERVAL_SECONDS
-        )
+        lock = self._redis.lock(_redis_key(key), timeout=ttl, blocking_timeout=wait, sleep=POLL_INTERVAL_SECONDS)
         taken = bool(await lock.acquire())
         try:
             yield taken

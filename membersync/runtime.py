@@ -61,6 +61,8 @@ class Runtime:
             lease=timedelta(seconds=self.settings.job_lease_seconds),
             concurrency=self.settings.job_concurrency,
             retry_delay=self.retry_delay,
+            locks=self.locks,
+            lock_ttl=self.settings.lock_ttl_seconds,
         )
 
     async def aclose(self) -> None:
@@ -96,4 +98,7 @@ def build_runtime(
         locks=locks,
         http=http or HttpClient(build_async_client(max_connections=max(100, settings.job_concurrency * 4))),
         redis=redis,
+        retry_delay=None
+        if settings.job_retry_delay_seconds is None
+        else timedelta(seconds=settings.job_retry_delay_seconds),
     )

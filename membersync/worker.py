@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -40,6 +41,7 @@ class Worker:
     threads: int
     queue: str = AUDIENCE_SYNC_QUEUE
     periodic: bool = True
+    setup: Callable[[Runtime], object] | None = None
     _local: threading.local = field(default_factory=threading.local)
     _states: list[_ThreadState] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -50,6 +52,8 @@ class Worker:
         if state is None:
             loop = asyncio.Runner()
             runtime, _ = assemble(self.settings)
+            if self.setup is not None:
+                self.setup(runtime)
             state = _ThreadState(loop, runtime)
             self._local.state = state
             with self._lock:
@@ -96,6 +100,10 @@ class Worker:
         if self.consumer is not None:
             self.consumer.stop(graceful=True)
         self.close()
+
+    def http_retries(self) -> int:
+        with self._lock:
+            return sum(state.runtime.http.retries for state in self._states)
 
     def close(self) -> None:
         with self._lock:

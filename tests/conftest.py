@@ -26,8 +26,18 @@ from membersync.runtime import Runtime
 
 POSTGRES_URL = os.environ.get("MEMBERSYNC_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("MEMBERSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TABLES = ("sync_operations", "entitlements", "member_meta", "external_profiles", "sync_runs", "api_tokens", "members")
-TABLES += ("jobs", "locks", "tenants")
+TABLES = (
+    "sync_operations",
+    "entitlements",
+    "member_meta",
+    "external_profiles",
+    "sync_runs",
+    "api_tokens",
+    "members",
+    "jobs",
+    "locks",
+    "tenants",
+)
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert
 
@@ -29,11 +30,9 @@ async def make_member(runtime: Runtime, tenant: Tenant, email: str = "ada@exampl
         return member
 
 
-async def make_members(
-    runtime: Runtime, tenant: Tenant, count: int, last_active_at: datetime | None = None
-) -> None:
+async def make_members(runtime: Runtime, tenant: Tenant, count: int, last_active_at: datetime | None = None) -> None:
     now = runtime.clock.now()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "tenant_id": tenant.id,
             "email": f"member{index}@example.org",

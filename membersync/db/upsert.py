@@ -37,7 +37,9 @@ def insert_or_update(
     """
     table = model.__table__
     assert isinstance(table, Table)
-    statement: Any = _dialect_insert(dialect, table).values(**values)
+    statement: Any = _dialect_insert(dialect, table)
+    if values:
+        statement = statement.values(**values)
     changes = {column: statement.excluded[column] for column in update}
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=list(conflict), set_=changes, where=where

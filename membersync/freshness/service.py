@@ -16,11 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from membersync.errors import LockNotAcquired
 from membersync.freshness.rules import is_stale, stale_for_login
 from membersync.jobs.policy import describe_error
+from membersync.jobs.spec import Finalizer
 from membersync.locks import sync_lock_key
 from membersync.models import ExternalProfile, Member, Tenant
 from membersync.provider import repository
 from membersync.provider.base import SyncProvider
 from membersync.provider.context import SyncContext
+from membersync.provider.writes import SyncWrites
 from membersync.runtime import Runtime
 
 logger = structlog.get_logger("membersync.sync")
@@ -71,21 +73,42 @@ async def _call_provider(provider: SyncProvider, member: Member, ctx: SyncContex
         await result
 
 
-async def _run_provider(runtime: Runtime, request: SyncRequest, started: datetime) -> None:
+async def _run_provider(runtime: Runtime, request: SyncRequest) -> Finalizer:
     member, name = request.member, request.provider.name
+    started = runtime.clock.now()
+    writes = SyncWrites(
+        tenant_id=member.tenant_id,
+        member_id=member.id,
+        provider=name,
+        kind=request.kind,
+        started_at=started,
+        job_id=request.job_id,
+    )
     async with runtime.database.read_sessions() as read_session:
         ctx = SyncContext(
-            tenant=request.tenant, provider=name, session=read_session, http=runtime.http, clock=runtime.clock
+            tenant=request.tenant,
+            provider=name,
+            session=read_session,
+            http=runtime.http,
+            clock=runtime.clock,
+            writes=writes,
         )
         try:
             await _call_provider(request.provider, member, ctx)
         except Exception as error:
             await _record_failure(runtime, request, error, started)
             raise ProviderSyncError(name, error) from error
-    async with runtime.unit_of_work() as session:
-        now = runtime.clock.now()
-        await ctx.apply(session, member, now)
-        await _record(session, request, "succeeded", started, now)
+    return writes
+
+
+async def prepare_sync(runtime: Runtime, request: SyncRequest) -> Finalizer | None:
+    """Run the provider unless the data is fresh; returns the writes to apply, or None when fresh.
+
+    The caller must hold the member+provider lock until the writes are committed.
+    """
+    if not request.force and await _already_fresh(runtime, request):
+        return None
+    return await _run_provider(runtime, request)
 
 
 async def _record(
@@ -123,9 +146,11 @@ async def sync_member(runtime: Runtime, request: SyncRequest) -> SyncOutcome:
     async with runtime.locks.hold(key, wait=request.lock_wait, ttl=runtime.settings.lock_ttl_seconds) as taken:
         if not taken:
             raise LockNotAcquired(f"sync of member {request.member.id} with {request.provider.name!r} is in progress")
-        if not request.force and await _already_fresh(runtime, request):
+        finalize = await prepare_sync(runtime, request)
+        if finalize is None:
             return SyncOutcome.FRESH
-        await _run_provider(runtime, request, runtime.clock.now())
+        async with runtime.unit_of_work() as session:
+            await finalize(session, runtime.clock.now())
     return SyncOutcome.SYNCED
 
 

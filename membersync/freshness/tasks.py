@@ -7,23 +7,30 @@ from functools import partial
 
 from sqlalchemy import select
 
-from membersync.freshness.service import SyncRequest, sync_member
+from membersync.freshness.service import SyncRequest, prepare_sync, sync_member
 from membersync.jobs.ledger import ClaimedJob
 from membersync.jobs.queue import AUDIENCE_SYNC_QUEUE
 from membersync.jobs.runner import PermanentJobError
-from membersync.jobs.spec import JobSpec, RetryStrategy
+from membersync.jobs.spec import Finalizer, JobSpec, RetryStrategy
+from membersync.locks import sync_lock_key
 from membersync.models import Member, Tenant
 from membersync.runtime import Runtime
+
+
+def _lock_key(job: ClaimedJob) -> str:
+    return sync_lock_key(job.tenant_id or 0, job.entity_id or 0, job.target or "")
+
 
 MEMBER_SYNC = JobSpec(
     name="member.sync",
     queue=AUDIENCE_SYNC_QUEUE,
     retry=RetryStrategy(max_attempts=3, delay=timedelta(seconds=60)),
     unique_for=timedelta(seconds=600),
+    lock=_lock_key,
 )
 
 
-async def handle_member_sync(runtime: Runtime, job: ClaimedJob) -> None:
+async def handle_member_sync(runtime: Runtime, job: ClaimedJob) -> Finalizer | None:
     """Sync `job.entity_id` with provider `job.target`.
 
     Idempotent: skipped when the profile was synced since the job was queued (unless `force`), and run
@@ -40,7 +47,7 @@ async def handle_member_sync(runtime: Runtime, job: ClaimedJob) -> None:
         raise PermanentJobError(f"member {job.entity_id} of tenant {job.tenant_id} no longer exists")
     provider = runtime.providers.get(job.target)
     if not provider.is_available_for_tenant(tenant):
-        return
+        return None
     force = bool(job.params.get("force", False))
     request = SyncRequest(
         tenant=tenant,
@@ -52,7 +59,10 @@ async def handle_member_sync(runtime: Runtime, job: ClaimedJob) -> None:
         job_id=job.id,
         lock_wait=runtime.settings.login_lock_wait_seconds,
     )
+    if job.lock_held:
+        return await prepare_sync(runtime, request)
     await sync_member(runtime, request)
+    return None
 
 
 def install(runtime: Runtime) -> None:

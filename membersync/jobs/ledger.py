@@ -38,6 +38,7 @@ class ClaimedJob:
     params: dict[str, Any]
     attempts: int
     created_at: datetime
+    lock_held: bool = False
 
 
 _CLAIMED_COLUMNS = (
@@ -258,8 +259,9 @@ async def count_by_status(session: AsyncSession, job_ids: Sequence[int] | None =
     return {status: count for status, count in (await session.execute(statement)).all()}
 
 
-async def count_since(session: AsyncSession, since_id: int) -> dict[str, int]:
-    statement = select(Job.status, func.count()).where(Job.id > since_id).group_by(Job.status)
+async def count_since(session: AsyncSession, since_id: int, name: str) -> dict[str, int]:
+    """Jobs named `name` created after row `since_id`, by status (for progress bars)."""
+    statement = select(Job.status, func.count()).where(Job.id > since_id, Job.name == name).group_by(Job.status)
     return {status: count for status, count in (await session.execute(statement)).all()}
 
 

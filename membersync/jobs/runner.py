@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +17,8 @@ from membersync.jobs import ledger, outbox
 from membersync.jobs.ledger import ClaimedJob
 from membersync.jobs.policy import decide_retry, describe_error
 from membersync.jobs.queue import JobQueue
-from membersync.jobs.spec import JobRegistry, RetryStrategy
+from membersync.jobs.spec import Finalizer, JobRegistry, RetryStrategy
+from membersync.locks import Locks
 
 logger = structlog.get_logger("membersync.jobs")
 
@@ -29,6 +31,7 @@ class PermanentJobError(Exception):
 class Outcome:
     job: ClaimedJob
     error: BaseException | None = None
+    finalize: Finalizer | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -58,6 +61,8 @@ class JobRunner:
     lease: timedelta
     concurrency: int = 1
     retry_delay: timedelta | None = None
+    locks: Locks | None = None
+    lock_ttl: float = 120.0
     _semaphore: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -86,8 +91,27 @@ class JobRunner:
     async def _run(self, jobs: list[ClaimedJob]) -> BatchReport:
         if not jobs:
             return BatchReport()
-        outcomes = await asyncio.gather(*(self._execute(job) for job in jobs))
-        return await self._write_back(outcomes)
+        owner = uuid.uuid4().hex
+        jobs, held = await self._take_locks(jobs, owner)
+        try:
+            outcomes = await asyncio.gather(*(self._execute(job) for job in jobs))
+            return await self._write_back(outcomes)
+        finally:
+            if held and self.locks is not None:
+                await self.locks.release_many(held, owner)
+
+    async def _take_locks(self, jobs: list[ClaimedJob], owner: str) -> tuple[list[ClaimedJob], list[str]]:
+        """Take the whole batch's locks in one round trip; a job whose lock is busy takes it itself later."""
+        keys = {job.id: self._lock_key(job) for job in jobs}
+        wanted = [key for key in keys.values() if key is not None]
+        if not wanted or self.locks is None:
+            return jobs, []
+        taken = await self.locks.acquire_many(wanted, owner, self.lock_ttl)
+        return [replace(job, lock_held=keys[job.id] in taken) for job in jobs], sorted(taken)
+
+    def _lock_key(self, job: ClaimedJob) -> str | None:
+        spec = self.registry.specs.get(job.name)
+        return None if spec is None else spec.lock_key(job)
 
     async def _execute(self, job: ClaimedJob) -> Outcome:
         handler = self.registry.handler(job.name)
@@ -95,15 +119,46 @@ class JobRunner:
             return Outcome(job, PermanentJobError(f"no handler for job {job.name!r} in this process"))
         async with self._semaphore:
             try:
-                await handler(job)
+                finalize = await handler(job)
             except Exception as error:
                 return Outcome(job, error)
-        return Outcome(job)
+        return Outcome(job, finalize=finalize)
+
+    async def _finalize_one(self, session: AsyncSession, outcome: Outcome, now: datetime) -> Outcome:
+        """Apply one job's deferred writes in a savepoint, so its failure spares the others."""
+        assert outcome.finalize is not None
+        try:
+            async with session.begin_nested():
+                await outcome.finalize(session, now)
+        except Exception as error:
+            return Outcome(outcome.job, error)
+        return outcome
+
+    async def _finalize_group(self, session: AsyncSession, group: list[Outcome], now: datetime) -> list[Outcome]:
+        """Apply deferred writes of one kind together when the kind offers `apply_many`; else one by one."""
+        apply_many = getattr(type(group[0].finalize), "apply_many", None)
+        if apply_many is not None and len(group) > 1:
+            try:
+                async with session.begin_nested():
+                    await apply_many(session, [outcome.finalize for outcome in group], now)
+                return group
+            except Exception:
+                logger.warning("jobs.bulk_write_failed_retrying_one_by_one", jobs=len(group))
+        return [await self._finalize_one(session, outcome, now) for outcome in group]
+
+    async def _finalize(self, session: AsyncSession, outcomes: Sequence[Outcome], now: datetime) -> list[Outcome]:
+        groups: dict[type, list[Outcome]] = {}
+        for outcome in outcomes:
+            if outcome.finalize is not None:
+                groups.setdefault(type(outcome.finalize), []).append(outcome)
+        applied = {o.job.id: o for group in groups.values() for o in await self._finalize_group(session, group, now)}
+        return [applied.get(outcome.job.id, outcome) for outcome in outcomes]
 
     async def _write_back(self, outcomes: Sequence[Outcome]) -> BatchReport:
         now = self.clock.now()
         report = BatchReport(claimed=len(outcomes))
         async with self.database.sessions() as session:
+            outcomes = await self._finalize(session, outcomes, now)
             done = [outcome.job.id for outcome in outcomes if outcome.succeeded]
             await ledger.mark_succeeded(session, done, now)
             report.succeeded = len(done)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 if TYPE_CHECKING:
     from membersync.jobs.ledger import ClaimedJob
@@ -25,6 +27,11 @@ class JobSpec:
     queue: str
     retry: RetryStrategy = field(default_factory=RetryStrategy)
     unique_for: timedelta | None = None
+    lock: Callable[[ClaimedJob], str | None] | None = None
+
+    def lock_key(self, job: ClaimedJob) -> str | None:
+        """The lock this job runs under (shared with other paths touching the same data), if any."""
+        return None if self.lock is None else self.lock(job)
 
     def dedup_key(self, tenant_id: int | None, entity_id: int | None, target: str | None) -> str | None:
         if self.unique_for is None:
@@ -32,7 +39,8 @@ class JobSpec:
         return f"{self.name}:{tenant_id}:{entity_id}:{target}"
 
 
-JobHandler = Callable[["ClaimedJob"], Awaitable[None]]
+Finalizer = Callable[[AsyncSession, datetime], Awaitable[None]]
+JobHandler = Callable[["ClaimedJob"], Awaitable[Finalizer | None]]
 
 
 @dataclass

@@ -6,7 +6,6 @@ database transaction out of the network wait, and a provider that raises part-wa
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,9 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from membersync.clock import Clock
 from membersync.http import HttpClient
 from membersync.models import Member, Tenant
-from membersync.provider import repository
-
-Write = Callable[[AsyncSession, datetime], Awaitable[None]]
+from membersync.provider.writes import SyncWrites
 
 
 @dataclass
@@ -34,36 +31,24 @@ class SyncContext:
     session: AsyncSession
     http: HttpClient
     clock: Clock
+    writes: SyncWrites
     settings: dict[str, Any] = field(default_factory=dict)
-    profile_data: dict[str, Any] | None = None
-    external_id: str | None = None
-    _writes: list[Write] = field(default_factory=list)
 
     async def save_profile(self, member: Member, data: dict[str, Any], external_id: str | None = None) -> None:
         """Store the provider's record of the member (its data and its id in the provider)."""
-        self.profile_data = dict(data)
-        self.external_id = None if external_id is None else str(external_id)
+        self.writes.profile_data = dict(data)
+        self.writes.external_id = None if external_id is None else str(external_id)
 
     async def set_meta(self, member: Member, key: str, value: Any) -> None:
-        self._writes.append(lambda session, now: repository.set_meta(session, member, key, value, now))
+        self.writes.meta[key] = value
 
     async def grant(self, member: Member, resource_id: str, expires_at: datetime | None = None) -> None:
         """Grant an entitlement keyed on this provider; granting again updates its expiry."""
-        self._writes.append(
-            lambda session, now: repository.grant(session, member, self.provider, resource_id, expires_at, now)
-        )
+        self.writes.grant(resource_id, expires_at)
 
     async def revoke(self, member: Member, resource_id: str) -> None:
-        self._writes.append(lambda session, _now: repository.revoke(session, member, self.provider, resource_id))
+        self.writes.revoke(resource_id)
 
     async def revoke_all(self, member: Member) -> None:
         """Remove every entitlement this provider granted the member."""
-        self._writes.append(lambda session, _now: repository.revoke(session, member, self.provider, None))
-
-    async def apply(self, session: AsyncSession, member: Member, now: datetime) -> None:
-        """Write what the sync recorded, in the caller's transaction, and mark the profile synced."""
-        for write in self._writes:
-            await write(session, now)
-        await repository.upsert_profile(
-            session, member, self.provider, now, data=self.profile_data, external_id=self.external_id
-        )
+        self.writes.clear_entitlements()

@@ -156,7 +156,9 @@ async def test_rollback_drops_the_messages(runtime: Runtime, queue: InMemoryQueu
     member = await make_member(runtime, tenant)
     try:
         async with runtime.unit_of_work() as session:
-            ids = await ledger.enqueue(session, MEMBER_SYNC, [JobItem(tenant.id, member.id, "fake")], runtime.clock.now())
+            ids = await ledger.enqueue(
+                session, MEMBER_SYNC, [JobItem(tenant.id, member.id, "fake")], runtime.clock.now()
+            )
             outbox.defer(session, MEMBER_SYNC.queue, ids)
             raise RuntimeError("boom")
     except RuntimeError:

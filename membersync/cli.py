@@ -1,0 +1,313 @@
+"""The `membersync` command line. Bad input exits 2 with one line saying what is wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import click
+import typer
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
+
+from membersync.app import create_app
+from membersync.assembly import assemble
+from membersync.config import Settings
+from membersync.db import migrate
+from membersync.demo import run_demo
+from membersync.errors import InvalidInput, MembersyncError
+from membersync.jobs import ledger, outbox
+from membersync.logs import configure_logging
+from membersync.models import JobStatus
+from membersync.runtime import Runtime
+from membersync.scheduling.service import run_tick, sync_now
+from membersync.tenant import service as tenant_service
+from membersync.worker import Worker
+
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="membersync",
+    help="Keep a local system of record of members in sync with external platforms.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+jobs_app = typer.Typer(help="The job ledger.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(token_app, name="token")
+app.add_typer(jobs_app, name="jobs")
+
+JOB_STATUSES = [status.value for status in JobStatus]
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json or None)
+    return settings
+
+
+def _with_runtime(work: Callable[[Runtime], Awaitable[T]], *, settings: Settings | None = None) -> T:
+    settings = settings or _settings()
+    migrate.ensure_migrated(settings.effective_database_url)
+
+    async def run() -> T:
+        runtime, _ = assemble(settings)
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.aclose()
+
+    return asyncio.run(run())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the database schema to the latest migration."""
+    settings = _settings()
+    migrate.upgrade(settings.effective_database_url)
+    console.print(f"database at {migrate.current_revision(settings.effective_database_url)} (latest)")
+
+
+@tenant_app.command("create")
+def tenant_create(slug: str, name: Annotated[str | None, typer.Option(help="Display name.")] = None) -> None:
+    """Create a tenant."""
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.unit_of_work() as session:
+            tenant = await tenant_service.create_tenant(session, slug, name, runtime.clock.now())
+        console.print(f"created tenant {tenant.slug} (id {tenant.id})")
+
+    _with_runtime(work)
+
+
+@token_app.command("create")
+def token_create(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
+) -> None:
+    """Create an API token for a tenant. It is shown once; only its hash is stored."""
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.unit_of_work() as session:
+            found = await tenant_service.get_by_slug(session, tenant)
+            token = await tenant_service.create_token(session, found, name, runtime.clock.now())
+        console.print(token, highlight=False)
+        err_console.print("Store this token now: it cannot be shown again.")
+
+    _with_runtime(work)
+
+
+async def _run_jobs_with_progress(runtime: Runtime, total: int) -> None:
+    runner = runtime.runner()
+    columns = (TextColumn("running jobs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("jobs", total=total)
+        while (report := await runner.run_due(limit=runtime.settings.job_batch_size * 4)).claimed:
+            bar.advance(task, report.succeeded + report.failed)
+
+
+@app.command("sync")
+def sync(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    provider: Annotated[str | None, typer.Argument(help="One provider; all available ones when omitted.")] = None,
+    force: Annotated[bool, typer.Option(help="Sync even members whose data is fresh.")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="Run the jobs in this process instead of leaving them to workers.")
+    ] = False,
+) -> None:
+    """Dispatch a sync now: writes the same sync_runs row and queues the same jobs as the tick."""
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.database.read_sessions() as session:
+            found = await tenant_service.get_by_slug(session, tenant)
+        providers = [runtime.providers.get(provider)] if provider else runtime.providers.available_for_tenant(found)
+        if provider and not providers[0].is_available_for_tenant(found):
+            raise InvalidInput(f"provider {provider!r} is not available for tenant {tenant!r}")
+        with Progress(TextColumn("dispatching"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+            task = bar.add_task("providers", total=len(providers))
+            dispatched: dict[str, int] = {}
+            for item in providers:
+                dispatched |= await sync_now(runtime, found, [item], force=force)
+                bar.advance(task)
+        for name, count in dispatched.items():
+            console.print(f"{name}: {count} jobs queued")
+        if wait:
+            await _run_jobs_with_progress(runtime, sum(dispatched.values()))
+
+    _with_runtime(work)
+
+
+@app.command("tick")
+def tick() -> None:
+    """Run the scheduler tick once: dispatch every due provider of every tenant (once per 5-minute window)."""
+
+    async def work(runtime: Runtime) -> None:
+        report = await run_tick(runtime)
+        if not report.ran:
+            console.print(f"window {report.window:%Y-%m-%d %H:%M} UTC already ticked: nothing to do")
+            return
+        for name, count in report.dispatched.items():
+            console.print(f"{name}: {count} jobs queued")
+        console.print(f"tick {report.window:%H:%M} UTC: {report.jobs} jobs for {len(report.dispatched)} providers")
+
+    _with_runtime(work)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[str | None, typer.Option(help=f"One of: {', '.join(JOB_STATUSES)}.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """List the newest jobs in the ledger."""
+    if status is not None and status not in JOB_STATUSES:
+        raise InvalidInput(f"unknown job status {status!r}: use one of {', '.join(JOB_STATUSES)}")
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.database.read_sessions() as session:
+            jobs = await ledger.list_jobs(session, status, limit)
+        table = Table("id", "job", "status", "tries", "tenant", "entity", "target", "run at", "last error")
+        for job in jobs:
+            table.add_row(
+                str(job.id),
+                job.name,
+                job.status,
+                f"{job.attempts}/{job.max_attempts}",
+                str(job.tenant_id or ""),
+                str(job.entity_id or ""),
+                job.target or "",
+                f"{job.run_at:%Y-%m-%d %H:%M:%S}",
+                (job.last_error or "")[:80],
+            )
+        console.print(table)
+
+    _with_runtime(work)
+
+
+@jobs_app.command("retry-failed")
+def jobs_retry_failed() -> None:
+    """Queue every failed job again, with a fresh set of attempts."""
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.unit_of_work() as session:
+            by_queue = await ledger.retry_failed(session, runtime.clock.now())
+            for queue_name, ids in by_queue.items():
+                outbox.defer(session, queue_name, ids)
+        console.print(f"re-queued {sum(len(ids) for ids in by_queue.values())} failed jobs")
+
+    _with_runtime(work)
+
+
+@app.command("worker")
+def worker(
+    threads: Annotated[int | None, typer.Option(min=1, max=256, help="Worker threads.")] = None,
+    periodic: Annotated[bool, typer.Option(help="Also run the 5-minute tick and the sweeper.")] = True,
+) -> None:
+    """Run a worker on the audience-sync queue until interrupted."""
+    settings = _settings()
+    Worker(settings, threads=threads or settings.worker_threads, periodic=periodic).run()
+
+
+def _server(runtime: Runtime, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(create_app(runtime, owns_runtime=True), host=host, port=port, log_level="info")
+    return uvicorn.Server(config)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+) -> None:
+    """Serve the HTTP API."""
+    settings = _settings()
+    migrate.ensure_migrated(settings.effective_database_url)
+    runtime, _ = assemble(settings)
+    _server(runtime, host or settings.api_host, port or settings.api_port).run()
+
+
+@app.command("up")
+def up(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+    threads: Annotated[int | None, typer.Option(min=1, max=256)] = None,
+) -> None:
+    """API, worker and scheduler in one process: the embedded default's all-in-one mode."""
+    settings = _settings()
+    migrate.ensure_migrated(settings.effective_database_url)
+    runtime, _ = assemble(settings)
+    server = _server(runtime, host or settings.api_host, port or settings.api_port)
+    api = threading.Thread(target=server.run, name="membersync-api", daemon=True)
+    api.start()
+    try:
+        Worker(settings, threads=threads or settings.worker_threads, periodic=True).run()
+    finally:
+        server.should_exit = True
+        api.join(timeout=10)
+
+
+@app.command("demo")
+def demo(
+    members: Annotated[int, typer.Option(min=1, max=100_000, help="Demo members to create.")] = 3000,
+    threads: Annotated[int, typer.Option(min=1, max=64, help="Worker threads.")] = 4,
+) -> None:
+    """Run the whole pull-sync loop on the embedded default against an emulated CRM, then print a summary."""
+    settings = _settings()
+    configure_logging("ERROR")
+    summary = run_demo(settings, members=members, threads=threads, console=console)
+    claims = summary.login.claims
+    console.print(
+        f"\nsynced {summary.synced} of {summary.dispatched}, retried {summary.retried} jobs "
+        f"(+{summary.http_retries} HTTP retries), failed {summary.failed}, "
+        f"{summary.seconds:.1f} s, {summary.rate:.0f} members/s"
+    )
+    console.print(
+        f"login of {claims['email']}: {dict(summary.login.freshness)}; "
+        f"JWT issued with entitlements {claims.get('entitlements')}"
+    )
+
+
+@app.command("plugins")
+def plugins() -> None:
+    """List the sync providers loaded, and where they came from."""
+    runtime, loaded = assemble(_settings())
+    asyncio.run(runtime.aclose())
+    table = Table("plug-in", "from", "provides")
+    for plugin in loaded:
+        table.add_row(plugin.path, plugin.origin, plugin.provides)
+    console.print(table if loaded else "no plug-ins loaded (set MEMBERSYNC_PLUGINS or install a package)")
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"error: {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Entry point: turns every expected error into one line on stderr (exit 2 for bad input)."""
+    try:
+        result = app(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError:
+        sys.exit(2)
+    except click.ClickException as error:
+        _fail(error.format_message().replace("\n", " "), 2)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except MembersyncError as error:
+        _fail(error.message, 1 if error.status_code >= 500 and not isinstance(error, InvalidInput) else 2)
+    except OperationalError as error:
+        _fail(f"database error: {str(error.orig).splitlines()[0]}", 1)
+    if isinstance(result, int) and result:
+        sys.exit(result)
