@@ -311,3 +311,7 @@ def main() -> None:
         _fail(f"database error: {str(error.orig).splitlines()[0]}", 1)
     if isinstance(result, int) and result:
         sys.exit(result)
+
+
+if __name__ == "__main__":
+    main()

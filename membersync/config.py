@@ -13,11 +13,12 @@ DEFAULT_DATA_DIR = Path(".membersync")
 class Settings(BaseSettings):
     """Every setting of membersync; each is documented in `.env.example`."""
 
-    model_config = SettingsConfigDict(env_prefix="MEMBERSYNC_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MEMBERSYNC_", env_file=".env", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str = ""
     redis_url: str | None = None
+    queue_namespace: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.:-]*$")
     secret_key: SecretStr = SecretStr("change-me-in-production-this-is-only-for-development")
     jwt_ttl_seconds: int = Field(default=3600, gt=0)
     login_lock_wait_seconds: float = Field(default=5.0, ge=0)

@@ -62,7 +62,6 @@ class Runtime:
             concurrency=self.settings.job_concurrency,
             retry_delay=self.retry_delay,
             locks=self.locks,
-            lock_ttl=self.settings.lock_ttl_seconds,
         )
 
     async def aclose(self) -> None:

@@ -113,6 +113,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         secret_key="test-secret-key-that-is-long-enough-for-hs256",
         plugins="",
         login_lock_wait_seconds=5.0,
+        queue_namespace=f"test-{uuid.uuid4().hex[:8]}-",
     )
 
 

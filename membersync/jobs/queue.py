@@ -28,10 +28,11 @@ def chunked(job_ids: Sequence[int], size: int) -> list[list[int]]:
 
 def build_huey(settings: Settings, queue: str) -> Huey:
     """One huey instance per queue: SqliteHuey in the data directory, or RedisHuey when a Redis URL is set."""
+    name = f"{settings.queue_namespace}{queue}"
     if settings.redis_url:
-        return RedisHuey(name=queue, url=settings.redis_url, results=False)
+        return RedisHuey(name=name, url=settings.redis_url, results=False)
     settings.queue_file.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey(name=queue, filename=str(settings.queue_file), results=False, timeout=30)
+    return SqliteHuey(name=name, filename=str(settings.queue_file), results=False, timeout=30)
 
 
 def _undeliverable(job_ids: list[int]) -> None:

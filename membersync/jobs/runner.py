@@ -62,7 +62,6 @@ class JobRunner:
     concurrency: int = 1
     retry_delay: timedelta | None = None
     locks: Locks | None = None
-    lock_ttl: float = 120.0
     _semaphore: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,7 +105,8 @@ class JobRunner:
         wanted = [key for key in keys.values() if key is not None]
         if not wanted or self.locks is None:
             return jobs, []
-        taken = await self.locks.acquire_many(wanted, owner, self.lock_ttl)
+        # The locks expire with the lease: a dead worker's jobs and their locks come free together.
+        taken = await self.locks.acquire_many(wanted, owner, self.lease.total_seconds())
         return [replace(job, lock_held=keys[job.id] in taken) for job in jobs], sorted(taken)
 
     def _lock_key(self, job: ClaimedJob) -> str | None:
