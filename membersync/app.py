@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from membersync.api.errors import install_error_handlers
+from membersync.api.limits import BodySizeLimit
 from membersync.login.endpoints import router as login_router
 from membersync.member.endpoints import router as member_router
 from membersync.runtime import Runtime
@@ -25,6 +26,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
     app = FastAPI(title="membersync", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit)
     app.include_router(member_router)
     app.include_router(login_router)
 

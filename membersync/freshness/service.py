@@ -73,7 +73,8 @@ async def _call_provider(provider: SyncProvider, member: Member, ctx: SyncContex
         await result
 
 
-async def _run_provider(runtime: Runtime, request: SyncRequest) -> Finalizer:
+async def run_provider(runtime: Runtime, request: SyncRequest) -> SyncWrites:
+    """Call the provider and return what it recorded; a failure is recorded and raised as ProviderSyncError."""
     member, name = request.member, request.provider.name
     started = runtime.clock.now()
     writes = SyncWrites(
@@ -108,7 +109,7 @@ async def prepare_sync(runtime: Runtime, request: SyncRequest) -> Finalizer | No
     """
     if not request.force and await _already_fresh(runtime, request):
         return None
-    return await _run_provider(runtime, request)
+    return await run_provider(runtime, request)
 
 
 async def _record(

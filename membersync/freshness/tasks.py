@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import partial
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
-from membersync.freshness.service import SyncRequest, prepare_sync, sync_member
+from membersync.freshness.service import SyncRequest, run_provider, sync_member
 from membersync.jobs.ledger import ClaimedJob
 from membersync.jobs.queue import AUDIENCE_SYNC_QUEUE
 from membersync.jobs.runner import PermanentJobError
 from membersync.jobs.spec import Finalizer, JobSpec, RetryStrategy
 from membersync.locks import sync_lock_key
-from membersync.models import Member, Tenant
+from membersync.models import ExternalProfile, Member, Tenant
 from membersync.runtime import Runtime
 
 
@@ -38,13 +38,19 @@ async def handle_member_sync(runtime: Runtime, job: ClaimedJob) -> Finalizer | N
     """
     if job.target is None or job.target not in runtime.providers:
         raise PermanentJobError(f"unknown sync provider {job.target!r}")
-    async with runtime.database.read_sessions() as session:
-        member = await session.scalar(
-            select(Member).where(Member.id == job.entity_id, Member.tenant_id == job.tenant_id)
+    statement = (
+        select(Member, Tenant, ExternalProfile.synced_at)
+        .join(Tenant, Tenant.id == Member.tenant_id)
+        .outerjoin(
+            ExternalProfile, and_(ExternalProfile.member_id == Member.id, ExternalProfile.provider == job.target)
         )
-        tenant = await session.get(Tenant, job.tenant_id) if member is not None else None
-    if member is None or tenant is None:
+        .where(Member.id == job.entity_id, Member.tenant_id == job.tenant_id)
+    )
+    async with runtime.database.read_sessions() as session:
+        row = (await session.execute(statement)).first()
+    if row is None:
         raise PermanentJobError(f"member {job.entity_id} of tenant {job.tenant_id} no longer exists")
+    member, tenant, synced_at = row
     provider = runtime.providers.get(job.target)
     if not provider.is_available_for_tenant(tenant):
         return None
@@ -59,10 +65,13 @@ async def handle_member_sync(runtime: Runtime, job: ClaimedJob) -> Finalizer | N
         job_id=job.id,
         lock_wait=runtime.settings.login_lock_wait_seconds,
     )
-    if job.lock_held:
-        return await prepare_sync(runtime, request)
-    await sync_member(runtime, request)
-    return None
+    if not job.lock_held:
+        await sync_member(runtime, request)
+        return None
+    # The batch took the lock before this read, so the synced_at read above is current.
+    if not force and synced_at is not None and synced_at >= job.created_at:
+        return None
+    return await run_provider(runtime, request)
 
 
 def install(runtime: Runtime) -> None:

@@ -50,7 +50,13 @@ async def login(runtime: Runtime, tenant: Tenant, member_id: int) -> LoginResult
 
 
 def decode_token(runtime: Runtime, token: str) -> dict[str, Any]:
+    """Verify a login JWT's signature and expiry, against the runtime's clock (the one that issued it)."""
     claims: dict[str, Any] = jwt.decode(
-        token, runtime.settings.secret_key.get_secret_value(), algorithms=[JWT_ALGORITHM]
+        token,
+        runtime.settings.secret_key.get_secret_value(),
+        algorithms=[JWT_ALGORITHM],
+        options={"verify_exp": False, "verify_iat": False, "require": ["exp", "iat", "sub"]},
     )
+    if claims["exp"] <= runtime.clock.now().timestamp():
+        raise jwt.ExpiredSignatureError("Signature has expired")
     return claims

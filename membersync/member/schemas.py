@@ -1,11 +1,47 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_EMAIL_LENGTH = 320
+MAX_ATTRIBUTES_DEPTH = 8
+MAX_ATTRIBUTES_BYTES = 64 * 1024
+ALLOWED_CONTROL = {"\t", "\n", "\r"}
+
+
+def _has_control(text: str, allowed: set[str]) -> bool:
+    return any((ord(char) < 32 or ord(char) == 127) and char not in allowed for char in text)
+
+
+def check_text(value: str | None) -> str | None:
+    """Single-line text: no control characters (PostgreSQL cannot even store NUL)."""
+    if value is not None and _has_control(value, set()):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _check_json(value: Any, depth: int) -> None:
+    if depth > MAX_ATTRIBUTES_DEPTH:
+        raise ValueError(f"must not nest deeper than {MAX_ATTRIBUTES_DEPTH} levels")
+    if isinstance(value, str) and _has_control(value, ALLOWED_CONTROL):
+        raise ValueError("strings must not contain control characters other than tab and newline")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(key, depth)
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+
+
+def check_attributes(value: dict[str, Any]) -> dict[str, Any]:
+    _check_json(value, 1)
+    if len(json.dumps(value, ensure_ascii=False).encode()) > MAX_ATTRIBUTES_BYTES:
+        raise ValueError(f"must be at most {MAX_ATTRIBUTES_BYTES} bytes as JSON")
+    return value
 
 
 def normalise_email(value: str) -> str:
@@ -35,6 +71,16 @@ class MemberCreate(BaseModel):
     @classmethod
     def _normalise(cls, value: str) -> str:
         return normalise_email(value)
+
+    @field_validator("name", "phone", "time_zone")
+    @classmethod
+    def _single_line(cls, value: str | None) -> str | None:
+        return check_text(value)
+
+    @field_validator("attributes")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_attributes(value)
 
 
 class ExternalProfileOut(BaseModel):

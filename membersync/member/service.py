@@ -58,10 +58,13 @@ async def get_with_records(session: AsyncSession, tenant_id: int, member_id: int
     return MemberWithRecords(member, list(profiles.all()), list(entitlements.all()))
 
 
+MAX_ID = 2**63 - 1
+
+
 def decode_cursor(cursor: str | None) -> int:
     if cursor is None:
         return 0
-    if not cursor.isdigit() or len(cursor) > 19:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or int(cursor) > MAX_ID:
         raise InvalidInput("cursor: not a cursor returned by this API")
     return int(cursor)
 
