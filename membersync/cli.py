@@ -6,14 +6,14 @@ import asyncio
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
-import click
 import typer
 import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
 from membersync.app import create_app
@@ -22,7 +22,9 @@ from membersync.config import Settings
 from membersync.db import migrate
 from membersync.demo import run_demo
 from membersync.errors import InvalidInput, MembersyncError
+from membersync.freshness.tasks import MEMBER_SYNC
 from membersync.jobs import ledger, outbox
+from membersync.jobs.queue import chunked
 from membersync.logs import configure_logging
 from membersync.models import JobStatus
 from membersync.runtime import Runtime
@@ -52,6 +54,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(jobs_app, name="jobs")
 
 JOB_STATUSES = [status.value for status in JobStatus]
+MAX_NAME_LENGTH = 255
 
 
 def _settings() -> Settings:
@@ -82,14 +85,20 @@ def db_upgrade() -> None:
     console.print(f"database at {migrate.current_revision(settings.effective_database_url)} (latest)")
 
 
+def _check_name(name: str | None) -> None:
+    if name is not None and (not name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable()):
+        raise InvalidInput(f"--name must be 1-{MAX_NAME_LENGTH} printable characters")
+
+
 @tenant_app.command("create")
 def tenant_create(slug: str, name: Annotated[str | None, typer.Option(help="Display name.")] = None) -> None:
     """Create a tenant."""
+    _check_name(name)
 
     async def work(runtime: Runtime) -> None:
         async with runtime.unit_of_work() as session:
             tenant = await tenant_service.create_tenant(session, slug, name, runtime.clock.now())
-        console.print(f"created tenant {tenant.slug} (id {tenant.id})")
+        console.print(f"created tenant {tenant.slug} (id {tenant.id})", markup=False)
 
     _with_runtime(work)
 
@@ -100,6 +109,7 @@ def token_create(
     name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
 ) -> None:
     """Create an API token for a tenant. It is shown once; only its hash is stored."""
+    _check_name(name)
 
     async def work(runtime: Runtime) -> None:
         async with runtime.unit_of_work() as session:
@@ -111,13 +121,19 @@ def token_create(
     _with_runtime(work)
 
 
-async def _run_jobs_with_progress(runtime: Runtime, total: int) -> None:
+async def _run_jobs_with_progress(runtime: Runtime, job_ids: list[int]) -> None:
+    """Run the jobs this command queued (and only those) until none of them is due any more."""
     runner = runtime.runner()
     columns = (TextColumn("running jobs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task("jobs", total=total)
-        while (report := await runner.run_due(limit=runtime.settings.job_batch_size * 4)).claimed:
-            bar.advance(task, report.succeeded + report.failed)
+        task = bar.add_task("jobs", total=len(job_ids))
+        claimed = True
+        while claimed:
+            claimed = False
+            for batch in chunked(job_ids, runtime.settings.job_batch_size):
+                report = await runner.run_batch(batch)
+                claimed = claimed or bool(report.claimed)
+                bar.advance(task, report.succeeded + report.failed)
 
 
 @app.command("sync")
@@ -144,9 +160,11 @@ def sync(
                 dispatched |= await sync_now(runtime, found, [item], force=force)
                 bar.advance(task)
         for name, count in dispatched.items():
-            console.print(f"{name}: {count} jobs queued")
+            console.print(f"{name}: {count} jobs queued", markup=False)
         if wait:
-            await _run_jobs_with_progress(runtime, sum(dispatched.values()))
+            async with runtime.database.read_sessions() as session:
+                job_ids = await ledger.queued_ids(session, MEMBER_SYNC.name, found.id, list(dispatched))
+            await _run_jobs_with_progress(runtime, job_ids)
 
     _with_runtime(work)
 
@@ -161,7 +179,7 @@ def tick() -> None:
             console.print(f"window {report.window:%Y-%m-%d %H:%M} UTC already ticked: nothing to do")
             return
         for name, count in report.dispatched.items():
-            console.print(f"{name}: {count} jobs queued")
+            console.print(f"{name}: {count} jobs queued", markup=False)
         console.print(f"tick {report.window:%H:%M} UTC: {report.jobs} jobs for {len(report.dispatched)} providers")
 
     _with_runtime(work)
@@ -181,7 +199,7 @@ def jobs_list(
             jobs = await ledger.list_jobs(session, status, limit)
         table = Table("id", "job", "status", "tries", "tenant", "entity", "target", "run at", "last error")
         for job in jobs:
-            table.add_row(
+            cells = (
                 str(job.id),
                 job.name,
                 job.status,
@@ -192,6 +210,7 @@ def jobs_list(
                 f"{job.run_at:%Y-%m-%d %H:%M:%S}",
                 (job.last_error or "")[:80],
             )
+            table.add_row(*(Text(cell) for cell in cells))
         console.print(table)
 
     _with_runtime(work)
@@ -286,25 +305,32 @@ def plugins() -> None:
     asyncio.run(runtime.aclose())
     table = Table("plug-in", "from", "provides")
     for plugin in loaded:
-        table.add_row(plugin.path, plugin.origin, plugin.provides)
+        table.add_row(Text(plugin.path), Text(plugin.origin), Text(plugin.provides))
     console.print(table if loaded else "no plug-ins loaded (set MEMBERSYNC_PLUGINS or install a package)")
 
 
-def _fail(message: str, code: int) -> None:
-    err_console.print(f"error: {message}", highlight=False, soft_wrap=True)
+def _fail(message: str, code: int) -> NoReturn:
+    err_console.print(f"error: {' '.join(message.split())}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
+
+
+def _usage_error(error: typer.TyperException) -> NoReturn:
+    if type(error).__name__ == "NoArgsIsHelpError":
+        err_console.print(error.format_message(), markup=False, highlight=False)
+        sys.exit(2)
+    _fail(error.format_message(), int(getattr(error, "exit_code", 2) or 2))
 
 
 def main() -> None:
     """Entry point: turns every expected error into one line on stderr (exit 2 for bad input)."""
     try:
         result = app(standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError:
-        sys.exit(2)
-    except click.ClickException as error:
-        _fail(error.format_message().replace("\n", " "), 2)
-    except click.exceptions.Abort:
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
         _fail("aborted", 130)
+    except typer.TyperException as error:
+        _usage_error(error)
     except MembersyncError as error:
         _fail(error.message, 1 if error.status_code >= 500 and not isinstance(error, InvalidInput) else 2)
     except OperationalError as error:

@@ -31,3 +31,5 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     )
     # membersync's HTTP kernel logs every request itself, with request ids and timings.
     logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
+    # Alembic narrates every schema check at INFO; its errors still come through.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))

@@ -265,6 +265,14 @@ async def count_since(session: AsyncSession, since_id: int, name: str) -> dict[s
     return {status: count for status, count in (await session.execute(statement)).all()}
 
 
+async def queued_ids(session: AsyncSession, name: str, tenant_id: int, targets: Sequence[str]) -> list[int]:
+    """Queued jobs named `name` of one tenant for these targets, oldest first."""
+    statement = select(Job.id).where(
+        Job.name == name, Job.tenant_id == tenant_id, Job.target.in_(targets), Job.status == JobStatus.QUEUED
+    )
+    return list((await session.scalars(statement.order_by(Job.id))).all())
+
+
 async def max_id(session: AsyncSession) -> int:
     return (await session.scalar(select(func.max(Job.id)))) or 0
 

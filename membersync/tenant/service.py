@@ -23,7 +23,7 @@ def hash_token(token: str) -> str:
 
 
 def validate_slug(slug: str) -> str:
-    if not SLUG_PATTERN.match(slug):
+    if not SLUG_PATTERN.fullmatch(slug):
         raise InvalidInput(
             f"invalid tenant slug {slug!r}: use 1-63 of a-z, 0-9 and '-', starting with a letter or digit"
         )
