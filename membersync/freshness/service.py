@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -49,7 +48,7 @@ class SyncRequest:
     member: Member
     provider: SyncProvider
     kind: str
-    max_age: Any = None
+    max_age: timedelta | None = None
     synced_since: datetime | None = None
     force: bool = False
     job_id: int | None = None
@@ -166,7 +165,7 @@ async def _already_fresh(runtime: Runtime, request: SyncRequest) -> bool:
     return request.max_age is not None and not is_stale(synced_at, request.max_age, runtime.clock.now())
 
 
-def _login_ages(runtime: Runtime, tenant: Tenant) -> dict[str, Any]:
+def _login_ages(runtime: Runtime, tenant: Tenant) -> dict[str, timedelta]:
     return {
         provider.name: provider.max_age_on_login
         for provider in runtime.providers.available_for_tenant(tenant)
@@ -195,7 +194,9 @@ async def ensure_fresh_for_login(runtime: Runtime, tenant: Tenant, member: Membe
     return outcomes
 
 
-async def _sync_for_login(runtime: Runtime, tenant: Tenant, member: Member, name: str, max_age: Any) -> SyncOutcome:
+async def _sync_for_login(
+    runtime: Runtime, tenant: Tenant, member: Member, name: str, max_age: timedelta
+) -> SyncOutcome:
     request = SyncRequest(
         tenant=tenant,
         member=member,

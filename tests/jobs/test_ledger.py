@@ -13,7 +13,8 @@ from membersync.jobs import ledger, outbox
 from membersync.jobs.ledger import JobItem
 from membersync.jobs.queue import InMemoryQueue
 from membersync.jobs.runner import sweep
-from membersync.models import Job, JobStatus
+from membersync.models import Entitlement, Job, JobStatus, Member
+from membersync.provider.context import SyncContext
 from membersync.runtime import Runtime
 from membersync.testing import FakeSyncProvider
 from tests.factories import make_member, make_tenant
@@ -175,3 +176,29 @@ async def test_a_job_for_an_unknown_provider_fails_without_retrying(runtime: Run
     assert (report.failed, report.retried) == (1, 0)
     [job] = await _jobs(runtime)
     assert "unknown sync provider 'fake'" in (job.last_error or "")
+
+
+async def test_a_failing_provider_leaves_other_members_and_providers_alone(runtime: Runtime) -> None:
+    broken, healthy = FakeSyncProvider("broken"), FakeSyncProvider("healthy")
+
+    async def fail_for_ada(member: Member, ctx: SyncContext) -> None:
+        if member.email == "ada@example.org":
+            raise RuntimeError("bad record")
+        await ctx.grant(member, "ok")
+
+    broken.on_sync = fail_for_ada
+    for provider in (broken, healthy):
+        runtime.providers.register(provider)
+    tenant = await make_tenant(runtime)
+    ada = await make_member(runtime, tenant)
+    bob = await make_member(runtime, tenant, "bob@example.org")
+    items = [JobItem(tenant.id, member.id, name) for member in (ada, bob) for name in ("broken", "healthy")]
+    async with runtime.unit_of_work() as session:
+        await ledger.enqueue(session, MEMBER_SYNC, items, runtime.clock.now())
+    report = await runtime.runner().run_until_idle()
+    assert (report.claimed, report.succeeded, report.retried) == (4, 3, 1)
+    async with runtime.database.read_sessions() as session:
+        statuses = dict((await session.execute(select(Job.target, Job.status).where(Job.entity_id == ada.id))).all())
+        granted = (await session.scalars(select(Entitlement.member_id))).all()
+    assert statuses == {"broken": JobStatus.QUEUED, "healthy": JobStatus.SUCCEEDED}
+    assert list(granted) == [bob.id]
