@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import and_, select
+from sqlalchemy import select, tuple_
 
 from membersync.freshness.service import SyncRequest, run_provider, sync_member
 from membersync.jobs.ledger import ClaimedJob
@@ -30,6 +32,43 @@ MEMBER_SYNC = JobSpec(
 )
 
 
+@dataclass(frozen=True)
+class MemberState:
+    member: Member
+    tenant: Tenant
+    synced_at: datetime | None
+
+
+async def preload_members(runtime: Runtime, jobs: Sequence[ClaimedJob]) -> dict[int, MemberState]:
+    """Members, tenants and profile `synced_at` of a whole batch, in two queries."""
+    member_ids = {job.entity_id for job in jobs}
+    pairs = [(job.entity_id, job.target) for job in jobs]
+    async with runtime.database.read_sessions() as session:
+        rows = await session.execute(
+            select(Member, Tenant).join(Tenant, Tenant.id == Member.tenant_id).where(Member.id.in_(member_ids))
+        )
+        found = {member.id: (member, tenant) for member, tenant in rows}
+        synced = await session.execute(
+            select(ExternalProfile.member_id, ExternalProfile.provider, ExternalProfile.synced_at).where(
+                tuple_(ExternalProfile.member_id, ExternalProfile.provider).in_(pairs)
+            )
+        )
+        synced_at = {(member_id, provider): at for member_id, provider, at in synced}
+    states: dict[int, MemberState] = {}
+    for job in jobs:
+        member, tenant = found.get(job.entity_id or 0, (None, None))
+        if member is not None and tenant is not None and member.tenant_id == job.tenant_id:
+            states[job.id] = MemberState(member, tenant, synced_at.get((member.id, job.target or "")))
+    return states
+
+
+async def _load_state(runtime: Runtime, job: ClaimedJob) -> MemberState | None:
+    if job.preloaded is not None:
+        state: MemberState = job.preloaded
+        return state
+    return (await preload_members(runtime, [job])).get(job.id)
+
+
 async def handle_member_sync(runtime: Runtime, job: ClaimedJob) -> Finalizer | None:
     """Sync `job.entity_id` with provider `job.target`.
 
@@ -38,19 +77,10 @@ async def handle_member_sync(runtime: Runtime, job: ClaimedJob) -> Finalizer | N
     """
     if job.target is None or job.target not in runtime.providers:
         raise PermanentJobError(f"unknown sync provider {job.target!r}")
-    statement = (
-        select(Member, Tenant, ExternalProfile.synced_at)
-        .join(Tenant, Tenant.id == Member.tenant_id)
-        .outerjoin(
-            ExternalProfile, and_(ExternalProfile.member_id == Member.id, ExternalProfile.provider == job.target)
-        )
-        .where(Member.id == job.entity_id, Member.tenant_id == job.tenant_id)
-    )
-    async with runtime.database.read_sessions() as session:
-        row = (await session.execute(statement)).first()
-    if row is None:
+    state = await _load_state(runtime, job)
+    if state is None:
         raise PermanentJobError(f"member {job.entity_id} of tenant {job.tenant_id} no longer exists")
-    member, tenant, synced_at = row
+    member, tenant, synced_at = state.member, state.tenant, state.synced_at
     provider = runtime.providers.get(job.target)
     if not provider.is_available_for_tenant(tenant):
         return None
@@ -75,4 +105,4 @@ async def handle_member_sync(runtime: Runtime, job: ClaimedJob) -> Finalizer | N
 
 
 def install(runtime: Runtime) -> None:
-    runtime.jobs.add(MEMBER_SYNC, partial(handle_member_sync, runtime))
+    runtime.jobs.add(MEMBER_SYNC, partial(handle_member_sync, runtime), partial(preload_members, runtime))

@@ -39,6 +39,7 @@ class ClaimedJob:
     attempts: int
     created_at: datetime
     lock_held: bool = False
+    preloaded: Any = None
 
 
 _CLAIMED_COLUMNS = (

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -93,6 +94,7 @@ class JobRunner:
         owner = uuid.uuid4().hex
         jobs, held = await self._take_locks(jobs, owner)
         try:
+            jobs = await self._preload(jobs)
             outcomes = await asyncio.gather(*(self._execute(job) for job in jobs))
             return await self._write_back(outcomes)
         finally:
@@ -108,6 +110,17 @@ class JobRunner:
         # The locks expire with the lease: a dead worker's jobs and their locks come free together.
         taken = await self.locks.acquire_many(wanted, owner, self.lease.total_seconds())
         return [replace(job, lock_held=keys[job.id] in taken) for job in jobs], sorted(taken)
+
+    async def _preload(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+        """Give each job what its kind's preload fetched for the whole batch (after the locks are taken)."""
+        by_name: dict[str, list[ClaimedJob]] = {}
+        for job in jobs:
+            if job.name in self.registry.preloads:
+                by_name.setdefault(job.name, []).append(job)
+        loaded: dict[int, Any] = {}
+        for name, group in by_name.items():
+            loaded.update(await self.registry.preloads[name](group))
+        return [replace(job, preloaded=loaded.get(job.id)) for job in jobs] if loaded else jobs
 
     def _lock_key(self, job: ClaimedJob) -> str | None:
         spec = self.registry.specs.get(job.name)

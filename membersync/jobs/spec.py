@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,8 @@ class JobSpec:
 
 Finalizer = Callable[[AsyncSession, datetime], Awaitable[None]]
 JobHandler = Callable[["ClaimedJob"], Awaitable[Finalizer | None]]
+# Loads what a batch of jobs needs in a few queries; the result for a job id reaches it as `job.preloaded`.
+BatchPreload = Callable[[Sequence["ClaimedJob"]], Awaitable[Mapping[int, Any]]]
 
 
 @dataclass
@@ -49,11 +51,14 @@ class JobRegistry:
 
     specs: dict[str, JobSpec] = field(default_factory=dict)
     handlers: dict[str, JobHandler] = field(default_factory=dict)
+    preloads: dict[str, BatchPreload] = field(default_factory=dict)
 
-    def add(self, spec: JobSpec, handler: JobHandler | None = None) -> None:
+    def add(self, spec: JobSpec, handler: JobHandler | None = None, preload: BatchPreload | None = None) -> None:
         self.specs[spec.name] = spec
         if handler is not None:
             self.handlers[spec.name] = handler
+        if preload is not None:
+            self.preloads[spec.name] = preload
 
     def spec(self, name: str) -> JobSpec:
         return self.specs[name]
