@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from membersync.db.urls import async_url, sync_url
@@ -63,11 +63,16 @@ class Database:
     engine: AsyncEngine
     write_factory: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]
+    read_engine: AsyncEngine
     gate: WriteGate | None = None
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def read_connection(self) -> AsyncConnection:
+        """A bare read-only connection, for hot paths where an ORM session costs more than the query."""
+        return self.read_engine.connect()
 
     @asynccontextmanager
     async def sessions(self) -> AsyncIterator[AsyncSession]:
@@ -134,6 +139,7 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
         engine=engine,
         write_factory=async_sessionmaker(engine, expire_on_commit=False),
         read_sessions=async_sessionmaker(read_engine, expire_on_commit=False),
+        read_engine=read_engine,
         gate=WriteGate() if engine.dialect.name == "sqlite" else None,
     )
 

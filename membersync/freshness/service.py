@@ -183,8 +183,8 @@ async def ensure_fresh_for_login(runtime: Runtime, tenant: Tenant, member: Membe
     if not ages:
         return {}
     try:
-        async with runtime.database.read_sessions() as session:
-            synced = await repository.synced_at_by_provider(session, member.id, list(ages))
+        async with runtime.database.read_connection() as connection:
+            synced = await repository.synced_at_by_provider(connection, member.id, list(ages))
     except Exception:
         logger.exception("login.freshness_check_failed", member_id=member.id)
         return {}

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from membersync.db.engine import dialect_of
 from membersync.db.upsert import insert_or_update
@@ -61,9 +61,11 @@ async def record_operation(
     )
 
 
-async def synced_at_by_provider(session: AsyncSession, member_id: int, providers: list[str]) -> dict[str, datetime]:
+async def synced_at_by_provider(
+    connection: AsyncConnection, member_id: int, providers: list[str]
+) -> dict[str, datetime]:
     """When each of `providers` last synced this member; providers never synced are absent."""
     statement = select(ExternalProfile.provider, ExternalProfile.synced_at).where(
         ExternalProfile.member_id == member_id, ExternalProfile.provider.in_(providers)
     )
-    return {provider: synced_at for provider, synced_at in (await session.execute(statement)).all() if synced_at}
+    return {provider: synced_at for provider, synced_at in (await connection.execute(statement)).all() if synced_at}
