@@ -79,6 +79,8 @@ class Worker:
         ensure_migrated(self.settings.effective_database_url)
         huey = build_huey(self.settings, self.queue)
         register_batch_task(huey, self.run_batch)
+        # Each worker thread builds its loop and runtime as it starts, not on its first batch.
+        huey.on_startup(name="membersync.thread_state")(self._state)
         if self.periodic:
             huey.periodic_task(crontab(minute="*/5"), name="scheduling.tick")(self.tick)
             huey.periodic_task(crontab(minute="*"), name="jobs.sweep")(self.sweep)
