@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     job_batch_size: int = Field(default=50, gt=0, le=1000)
     job_concurrency: int = Field(default=10, gt=0, le=1000)
     job_retry_delay_seconds: float | None = Field(default=None, ge=0)
+    job_retention_days: float = Field(default=7.0, gt=0)
     worker_threads: int = Field(default=4, gt=0, le=256)
     plugins: str = ""
     log_level: str = "INFO"

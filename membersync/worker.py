@@ -73,7 +73,8 @@ class Worker:
     def sweep(self) -> None:
         state = self._state()
         lease = timedelta(seconds=self.settings.job_lease_seconds)
-        state.loop.run(sweep(state.runtime.runner(), resend_after=lease))
+        retention = timedelta(days=self.settings.job_retention_days)
+        state.loop.run(sweep(state.runtime.runner(), resend_after=lease, retention=retention))
 
     def build_consumer(self) -> Any:
         ensure_migrated(self.settings.effective_database_url)

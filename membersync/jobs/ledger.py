@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, cast, func, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, String, cast, delete, func, literal, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
@@ -230,6 +230,16 @@ async def recover(session: AsyncSession, now: datetime, resend_after: timedelta)
         .execution_options(synchronize_session=False)
     )
     return _by_queue([*expired.all(), *stale.all()])
+
+
+async def prune(session: AsyncSession, finished_before: datetime) -> int:
+    """Delete succeeded and dead jobs finished before `finished_before`; failed ones stay until retried."""
+    result = await session.execute(
+        delete(Job)
+        .where(Job.status.in_([JobStatus.SUCCEEDED, JobStatus.DEAD]), Job.finished_at < finished_before)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def retry_failed(session: AsyncSession, now: datetime, name: str | None = None) -> dict[str, list[int]]:

@@ -63,14 +63,13 @@ class HueyQueue:
         return self._hueys[queue]
 
     def send(self, queue: str, job_ids: Sequence[int], eta: datetime | None = None) -> None:
-        huey = self.huey(queue)
+        self.huey(queue)
         task = self._tasks[queue]
         for batch in chunked(job_ids, self.batch_size):
             if eta is None:
                 task(batch)
             else:
                 task.schedule(args=(batch,), eta=eta)
-        del huey
 
     def pending(self, queue: str) -> int:
         return int(self.huey(queue).pending_count())

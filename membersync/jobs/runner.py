@@ -210,11 +210,16 @@ class JobRunner:
         return False
 
 
-async def sweep(runner: JobRunner, resend_after: timedelta) -> int:
-    """Re-queue rows whose lease ran out (their worker died) and re-send rows whose message was lost."""
+async def sweep(runner: JobRunner, resend_after: timedelta, retention: timedelta | None = None) -> int:
+    """Re-queue rows whose lease ran out (their worker died), re-send rows whose message was lost, and
+    delete finished jobs older than `retention`."""
     async with runner.database.sessions() as session:
-        by_queue = await ledger.recover(session, runner.clock.now(), resend_after)
+        now = runner.clock.now()
+        by_queue = await ledger.recover(session, now, resend_after)
+        pruned = await ledger.prune(session, now - retention) if retention is not None else 0
         await session.commit()
+    if pruned:
+        logger.info("jobs.pruned", count=pruned)
     messages = [outbox.PendingMessages(queue, ids) for queue, ids in by_queue.items()]
     await outbox.send(runner.queue, messages)
     recovered = sum(len(ids) for ids in by_queue.values())

@@ -202,3 +202,21 @@ async def test_a_failing_provider_leaves_other_members_and_providers_alone(runti
         granted = (await session.scalars(select(Entitlement.member_id))).all()
     assert statuses == {"broken": JobStatus.QUEUED, "healthy": JobStatus.SUCCEEDED}
     assert list(granted) == [bob.id]
+
+
+async def test_sweeper_prunes_old_succeeded_jobs_but_keeps_failed_ones(runtime: Runtime, clock: FrozenClock) -> None:
+    provider = FakeSyncProvider("fake")
+    runtime.providers.register(provider)
+    tenant = await make_tenant(runtime)
+    done = await make_member(runtime, tenant)
+    await _dispatch_one(runtime, tenant.id, done.id)
+    await runtime.runner().run_until_idle()
+    async with runtime.unit_of_work() as session:
+        [failed_id] = await ledger.enqueue(session, MEMBER_SYNC, [JobItem(tenant.id, 999_999, "fake")], clock.now())
+    await runtime.runner().run_until_idle()
+    clock.advance(days=6)
+    assert await sweep(runtime.runner(), timedelta(seconds=300), retention=timedelta(days=7)) == 0
+    assert len(await _jobs(runtime)) == 2
+    clock.advance(days=2)
+    await sweep(runtime.runner(), timedelta(seconds=300), retention=timedelta(days=7))
+    assert [(job.id, job.status) for job in await _jobs(runtime)] == [(failed_id, JobStatus.FAILED)]
