@@ -7,6 +7,7 @@ then, and SQLAlchemy's async engines are bound to the loop that created them.
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,8 +97,12 @@ class Worker:
         self.close()
 
     def start(self) -> None:
-        """Start the consumer's threads and return (for the demo and `membersync up`)."""
+        """Start the consumer's threads and return (for the demo). Signals keep their previous handlers:
+        huey's only set a flag that nothing reads when the consumer is not `run()`."""
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         self.build_consumer().start()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
     def stop(self) -> None:
         if self.consumer is not None:

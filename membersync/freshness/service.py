@@ -189,8 +189,10 @@ async def ensure_fresh_for_login(runtime: Runtime, tenant: Tenant, member: Membe
         logger.exception("login.freshness_check_failed", member_id=member.id)
         return {}
     outcomes = {name: SyncOutcome.FRESH for name in ages}
-    for name in stale_for_login(ages, synced, runtime.clock.now()):
-        outcomes[name] = await _sync_for_login(runtime, tenant, member, name, ages[name])
+    stale = stale_for_login(ages, synced, runtime.clock.now())
+    # Providers are independent: the login waits for the slowest one, not for their sum.
+    results = await asyncio.gather(*(_sync_for_login(runtime, tenant, member, name, ages[name]) for name in stale))
+    outcomes.update(zip(stale, results, strict=True))
     return outcomes
 
 

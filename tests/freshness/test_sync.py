@@ -175,3 +175,19 @@ async def test_login_and_worker_racing_never_sync_twice_at_once(runtime: Runtime
     assert provider.sync_call_count == 1
     assert report.succeeded == 1
     assert outcome["crm"] in (SyncOutcome.SYNCED, SyncOutcome.FRESH)
+
+
+async def test_login_syncs_stale_providers_concurrently(runtime: Runtime) -> None:
+    both_in_flight = asyncio.Barrier(2)
+
+    async def meet(member: Member, ctx: SyncContext) -> None:
+        await asyncio.wait_for(both_in_flight.wait(), timeout=2)
+
+    for name in ("crm", "donors"):
+        provider = FakeSyncProvider(name, login_age=timedelta(minutes=30))
+        provider.on_sync = meet
+        runtime.providers.register(provider)
+    tenant = await make_tenant(runtime)
+    member = await make_member(runtime, tenant)
+    outcomes = await ensure_fresh_for_login(runtime, tenant, member)
+    assert outcomes == {"crm": SyncOutcome.SYNCED, "donors": SyncOutcome.SYNCED}
