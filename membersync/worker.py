@@ -83,9 +83,10 @@ class Worker:
         register_batch_task(huey, self.run_batch)
         # Each worker thread builds its loop and runtime as it starts, not on its first batch.
         huey.on_startup(name="membersync.thread_state")(self._state)
-        if self.periodic:
-            huey.periodic_task(crontab(minute="*/5"), name="scheduling.tick")(self.tick)
-            huey.periodic_task(crontab(minute="*"), name="jobs.sweep")(self.sweep)
+        # Every worker knows the periodic tasks: a scheduler's messages go to the shared queue and any worker
+        # may take them. Only a consumer built with `periodic` enqueues them.
+        huey.periodic_task(crontab(minute="*/5"), name="scheduling.tick")(self.tick)
+        huey.periodic_task(crontab(minute="*"), name="jobs.sweep")(self.sweep)
         self.consumer = huey.create_consumer(
             workers=self.threads, worker_type="thread", periodic=self.periodic, initial_delay=0.05, max_delay=1.0
         )
