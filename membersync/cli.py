@@ -293,7 +293,7 @@ def demo(
         f"{summary.seconds:.1f} s, {summary.rate:.0f} members/s"
     )
     console.print(
-        f"login of {claims['email']}: {dict(summary.login.freshness)}; "
+        f"login of {claims['email']}: {', '.join(f'{k} {v}' for k, v in summary.login.freshness.items())}; "
         f"JWT issued with entitlements {claims.get('entitlements')}"
     )
 

@@ -11,15 +11,13 @@ from sqlalchemy import func, select
 
 from membersync.clock import FrozenClock
 from membersync.freshness.service import SyncOutcome, SyncRequest, ensure_fresh_for_login, sync_member
-from membersync.freshness.tasks import MEMBER_SYNC
-from membersync.jobs import ledger
-from membersync.jobs.ledger import JobItem
 from membersync.locks import sync_lock_key
 from membersync.models import Entitlement, ExternalProfile, Member, MemberMeta, SyncOperation
 from membersync.provider.context import SyncContext
 from membersync.runtime import Runtime
 from membersync.testing import FakeSyncProvider
 from tests.factories import make_member, make_tenant
+from tests.races import race_login_and_worker
 
 
 async def _count(runtime: Runtime, model: type[object]) -> int:
@@ -154,27 +152,7 @@ async def test_login_yields_when_the_lock_stays_busy(runtime: Runtime) -> None:
 
 
 async def test_login_and_worker_racing_never_sync_twice_at_once(runtime: Runtime) -> None:
-    provider = FakeSyncProvider("crm", login_age=timedelta(minutes=30))
-    release = asyncio.Event()
-
-    async def slow(member: Member, ctx: SyncContext) -> None:
-        await asyncio.wait_for(release.wait(), timeout=5)
-
-    provider.on_sync = slow
-    runtime.providers.register(provider)
-    tenant = await make_tenant(runtime)
-    member = await make_member(runtime, tenant)
-    async with runtime.unit_of_work() as session:
-        await ledger.enqueue(session, MEMBER_SYNC, [JobItem(tenant.id, member.id, "crm")], runtime.clock.now())
-    worker = asyncio.create_task(runtime.runner().run_until_idle())
-    login = asyncio.create_task(ensure_fresh_for_login(runtime, tenant, member))
-    await asyncio.sleep(0.3)
-    release.set()
-    report, outcome = await asyncio.gather(worker, login)
-    assert provider.max_in_flight == 1
-    assert provider.sync_call_count == 1
-    assert report.succeeded == 1
-    assert outcome["crm"] in (SyncOutcome.SYNCED, SyncOutcome.FRESH)
+    await race_login_and_worker(runtime)
 
 
 async def test_login_syncs_stale_providers_concurrently(runtime: Runtime) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,14 @@ from sqlalchemy import select
 from membersync.assembly import assemble
 from membersync.clock import FrozenClock
 from membersync.config import Settings
-from membersync.freshness.service import ensure_fresh_for_login
-from membersync.freshness.tasks import MEMBER_SYNC
-from membersync.jobs import ledger
-from membersync.jobs.ledger import JobItem
 from membersync.jobs.queue import HueyQueue, build_huey, register_batch_task
 from membersync.locks import RedisLocks
 from membersync.models import Member
-from membersync.provider.context import SyncContext
 from membersync.runtime import Runtime
 from membersync.scheduling.service import sync_now
 from membersync.testing import FakeSyncProvider
-from tests.factories import make_member, make_members, make_tenant
+from tests.factories import make_members, make_tenant
+from tests.races import race_login_and_worker
 
 
 @pytest.fixture
@@ -96,24 +91,7 @@ async def test_dispatch_goes_through_redis_huey_to_the_runner(redis_runtime: Run
 
 
 async def test_login_and_worker_share_the_redis_lock(redis_runtime: Runtime) -> None:
-    provider = FakeSyncProvider("crm", login_age=timedelta(minutes=30))
-    release = asyncio.Event()
-
-    async def slow(member: Member, ctx: SyncContext) -> None:
-        await asyncio.wait_for(release.wait(), timeout=5)
-
-    provider.on_sync = slow
-    redis_runtime.providers.register(provider)
-    tenant = await make_tenant(redis_runtime)
-    member = await make_member(redis_runtime, tenant)
-    async with redis_runtime.unit_of_work() as session:
-        await ledger.enqueue(session, MEMBER_SYNC, [JobItem(tenant.id, member.id, "crm")], redis_runtime.clock.now())
-    worker = asyncio.create_task(redis_runtime.runner().run_until_idle())
-    login = asyncio.create_task(ensure_fresh_for_login(redis_runtime, tenant, member))
-    await asyncio.sleep(0.3)
-    release.set()
-    await asyncio.gather(worker, login)
-    assert (provider.max_in_flight, provider.sync_call_count) == (1, 1)
+    await race_login_and_worker(redis_runtime)
 
 
 def test_sqlite_and_redis_queues_are_chosen_by_settings(tmp_path: Path, redis_url: str) -> None:
