@@ -30,7 +30,7 @@ from membersync.models import JobStatus
 from membersync.runtime import Runtime
 from membersync.scheduling.service import run_tick, sync_now
 from membersync.tenant import service as tenant_service
-from membersync.worker import Worker
+from membersync.worker import Worker, run_processes
 
 T = TypeVar("T")
 console = Console()
@@ -232,12 +232,20 @@ def jobs_retry_failed() -> None:
 
 @app.command("worker")
 def worker(
-    threads: Annotated[int | None, typer.Option(min=1, max=256, help="Worker threads.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, max=256, help="Worker threads per process.")] = None,
+    processes: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (to use several cores).")] = 1,
     periodic: Annotated[bool, typer.Option(help="Also run the 5-minute tick and the sweeper.")] = True,
 ) -> None:
     """Run a worker on the audience-sync queue until interrupted."""
     settings = _settings()
-    Worker(settings, threads=threads or settings.worker_threads, periodic=periodic).run()
+    threads = threads or settings.worker_threads
+    if processes == 1:
+        Worker(settings, threads=threads, periodic=periodic).run()
+        return
+    migrate.ensure_migrated(settings.effective_database_url)
+    code = run_processes(processes, threads, periodic=periodic)
+    if code:
+        raise typer.Exit(code)
 
 
 def _server(runtime: Runtime, host: str, port: int) -> uvicorn.Server:

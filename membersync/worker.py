@@ -7,7 +7,11 @@ then, and SQLAlchemy's async engines are bound to the loop that created them.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import multiprocessing
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +26,7 @@ from membersync.config import Settings
 from membersync.db.migrate import ensure_migrated
 from membersync.jobs.queue import AUDIENCE_SYNC_QUEUE, build_huey, register_batch_task
 from membersync.jobs.runner import sweep
+from membersync.logs import configure_logging
 from membersync.runtime import Runtime
 from membersync.scheduling.service import run_tick
 
@@ -120,3 +125,42 @@ class Worker:
         for state in states:
             state.loop.run(state.runtime.aclose())
             state.loop.close()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """On Linux, ask for SIGTERM when the parent dies, so a killed parent leaves no orphan workers."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _run_child(threads: int, periodic: bool, queue: str) -> None:
+    _die_with_parent()
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json or None)
+    Worker(settings, threads=threads, queue=queue, periodic=periodic).run()
+
+
+def run_processes(processes: int, threads: int, *, periodic: bool, queue: str = AUDIENCE_SYNC_QUEUE) -> int:
+    """Run `processes` worker processes of `threads` threads each (Python threads share one core; processes
+    do not). Only the first runs the periodic tasks. SIGINT or SIGTERM stops them all gracefully."""
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_run_child, args=(threads, periodic and index == 0, queue), name=f"worker-{index}")
+        for index in range(processes)
+    ]
+    for child in children:
+        child.start()
+
+    def stop(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGINT)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for child in children:
+        child.join()
+    return max((child.exitcode or 0 for child in children), default=0)

@@ -29,3 +29,15 @@ class SlowProvider(BaseSyncProvider):
             started.write_text(str(os.getpid()))
             await asyncio.sleep(HANG_SECONDS)
         await ctx.save_profile(member, {"completed_by": os.getpid()})
+
+
+class PidProvider(BaseSyncProvider):
+    """Records which worker process synced each member."""
+
+    name = "pid"
+
+    def members_to_sync(self, tenant: Tenant) -> Select[Member]:
+        return select(Member)
+
+    async def sync(self, member: Member, ctx: SyncContext) -> None:
+        await ctx.save_profile(member, {"pid": os.getpid()})

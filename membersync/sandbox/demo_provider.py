@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from urllib.parse import quote
 
 from sqlalchemy import Select
 
+from membersync.errors import PluginError
 from membersync.models import Member, Tenant
 from membersync.provider.base import BaseSyncProvider
 from membersync.provider.context import SyncContext
+from membersync.provider.registry import ProviderRegistry
 
 
 class DemoCrmProvider(BaseSyncProvider):
@@ -31,3 +34,15 @@ class DemoCrmProvider(BaseSyncProvider):
             await ctx.grant(member, f"membership:{data['tier']}")
         else:
             await ctx.revoke_all(member)
+
+
+DEMO_CRM_URL_ENV = "MEMBERSYNC_DEMO_CRM_URL"
+
+
+def register_from_env(registry: ProviderRegistry) -> None:
+    """Plug-in entry for worker processes: `MEMBERSYNC_PLUGINS=membersync.sandbox.demo_provider:register_from_env`
+    with the emulator's URL in `MEMBERSYNC_DEMO_CRM_URL`."""
+    url = os.environ.get(DEMO_CRM_URL_ENV)
+    if not url:
+        raise PluginError(f"{DEMO_CRM_URL_ENV} must be set to the CRM emulator's URL")
+    registry.register(DemoCrmProvider(url))

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import select
 
@@ -18,11 +19,11 @@ from membersync.assembly import assemble
 from membersync.config import Settings
 from membersync.jobs.queue import HueyQueue
 from membersync.jobs.runner import sweep
-from membersync.models import Job, JobStatus
+from membersync.models import ExternalProfile, Job, JobStatus
 from membersync.runtime import Runtime
 from membersync.scheduling.service import sync_now
-from tests.factories import make_member, make_tenant
-from tests.plugins_slow import MARKER_DIR_ENV, SlowProvider
+from tests.factories import make_member, make_members, make_tenant
+from tests.plugins_slow import MARKER_DIR_ENV, PidProvider, SlowProvider
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 30
@@ -48,21 +49,21 @@ async def runtime_with_queue(backend_settings: Settings) -> AsyncIterator[Runtim
 
 
 @pytest.fixture
-def start_worker(backend_settings: Settings, tmp_path: Path) -> Iterator[Callable[[float], subprocess.Popen[bytes]]]:
+def start_worker(backend_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(lease_seconds: float) -> subprocess.Popen[bytes]:
+    def start(lease_seconds: float, *extra: str) -> subprocess.Popen[bytes]:
         env = os.environ | {
             "MEMBERSYNC_DATABASE_URL": backend_settings.effective_database_url,
             "MEMBERSYNC_DATA_DIR": str(backend_settings.data_dir),
             "MEMBERSYNC_REDIS_URL": backend_settings.redis_url or "",
             "MEMBERSYNC_QUEUE_NAMESPACE": backend_settings.queue_namespace,
-            "MEMBERSYNC_PLUGINS": "tests.plugins_slow:SlowProvider",
+            "MEMBERSYNC_PLUGINS": "tests.plugins_slow:SlowProvider,tests.plugins_slow:PidProvider",
             "MEMBERSYNC_JOB_LEASE_SECONDS": str(lease_seconds),
             "MEMBERSYNC_LOG_LEVEL": "WARNING",
             MARKER_DIR_ENV: str(tmp_path),
         }
-        command = [sys.executable, "-m", "membersync.cli", "worker", "--threads", "1", "--no-periodic"]
+        command = [sys.executable, "-m", "membersync.cli", "worker", "--threads", "1", "--no-periodic", *extra]
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         started.append(process)
         return process
@@ -97,7 +98,7 @@ async def _job(runtime: Runtime) -> Job:
 
 
 async def test_killed_worker_job_is_recovered_after_its_lease(
-    runtime_with_queue: Runtime, start_worker: Callable[[float], subprocess.Popen[bytes]], tmp_path: Path
+    runtime_with_queue: Runtime, start_worker: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     runtime = runtime_with_queue
     tenant = await make_tenant(runtime)
@@ -122,3 +123,34 @@ async def test_killed_worker_job_is_recovered_after_its_lease(
     job = await _job(runtime)
     assert job.attempts == 2
     assert member.id == job.entity_id
+
+
+def _worker_children(pid: int) -> list[psutil.Process]:
+    """The spawned worker processes (multiprocessing also starts a resource tracker)."""
+    return [child for child in psutil.Process(pid).children() if "spawn_main" in " ".join(child.cmdline())]
+
+
+async def test_several_worker_processes_share_the_queue_and_stop_on_sigterm(
+    runtime_with_queue: Runtime, start_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    runtime = runtime_with_queue
+    runtime.providers.register(PidProvider)
+    tenant = await make_tenant(runtime)
+    await make_members(runtime, tenant, 120)
+    parent = start_worker(300.0, "--processes", "2")
+    await _wait_until(lambda: len(_worker_children(parent.pid)) == 2, "two worker processes")
+    children = _worker_children(parent.pid)
+    assert await sync_now(runtime, tenant, [runtime.providers.get("pid")], force=True) == {"pid": 120}
+
+    async def all_done() -> bool:
+        async with runtime.database.read_sessions() as session:
+            statuses = (await session.scalars(select(Job.status).where(Job.name == "member.sync"))).all()
+        return len(statuses) == 120 and set(statuses) == {JobStatus.SUCCEEDED}
+
+    await _wait_until(all_done, "the worker processes to run every job")
+    async with runtime.database.read_sessions() as session:
+        pids = {profile.data["pid"] for profile in (await session.scalars(select(ExternalProfile))).all()}
+    assert pids <= {child.pid for child in children}
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=DEADLINE_SECONDS) == 0
+    assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
