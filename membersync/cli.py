@@ -161,10 +161,12 @@ def sync(
                 bar.advance(task)
         for name, count in dispatched.items():
             console.print(f"{name}: {count} jobs queued", markup=False)
-        if wait:
-            async with runtime.database.read_sessions() as session:
-                job_ids = await ledger.queued_ids(session, MEMBER_SYNC.name, found.id, list(dispatched))
-            await _run_jobs_with_progress(runtime, job_ids)
+        if not wait:
+            err_console.print("A running `membersync worker` processes them; or pass --wait.", markup=False)
+            return
+        async with runtime.database.read_sessions() as session:
+            job_ids = await ledger.queued_ids(session, MEMBER_SYNC.name, found.id, list(dispatched))
+        await _run_jobs_with_progress(runtime, job_ids)
 
     _with_runtime(work)
 
