@@ -290,12 +290,10 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def spawn(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
+def spawn(args: Sequence[str], *, stdout: Any = subprocess.PIPE, **kwargs: Any) -> subprocess.Popen[str]:
     """Start `python args…` with this interpreter; it is killed if this process dies."""
     preexec = _die_with_parent if sys.platform.startswith("linux") else None
-    return subprocess.Popen(
-        [sys.executable, *args], text=True, stdout=subprocess.PIPE, preexec_fn=preexec, cwd=ROOT, **kwargs
-    )
+    return subprocess.Popen([sys.executable, *args], text=True, stdout=stdout, preexec_fn=preexec, cwd=ROOT, **kwargs)
 
 
 def read_line(process: subprocess.Popen[str], timeout: float) -> str:
