@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.dml import Insert
@@ -23,6 +23,14 @@ def insert_or_ignore(dialect: str, model: type[DeclarativeBase], conflict: Seque
     return statement.on_conflict_do_nothing(index_elements=list(conflict))  # type: ignore[no-any-return]
 
 
+def json_merge(dialect: str, current: Any, incoming: Any) -> Any:
+    """SQL merging two JSON objects key by key (incoming wins), evaluated by the database, so two writers
+    adding different keys at once both keep theirs."""
+    if dialect == "postgresql":
+        return current.op("||")(incoming)
+    return func.json_patch(current, incoming)
+
+
 def insert_or_update(
     dialect: str,
     model: type[DeclarativeBase],
@@ -30,6 +38,8 @@ def insert_or_update(
     values: dict[str, Any],
     update: Sequence[str],
     where: Any = None,
+    merge_json: Sequence[str] = (),
+    increment: Sequence[str] = (),
 ) -> Insert:
     """`INSERT … ON CONFLICT (conflict) DO UPDATE SET` the `update` columns to the inserted values.
 
@@ -41,6 +51,10 @@ def insert_or_update(
     if values:
         statement = statement.values(**values)
     changes = {column: statement.excluded[column] for column in update}
+    for column in merge_json:
+        changes[column] = json_merge(dialect, table.c[column], statement.excluded[column])
+    for column in increment:
+        changes[column] = table.c[column] + statement.excluded[column]
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=list(conflict), set_=changes, where=where
     )

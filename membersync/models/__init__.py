@@ -2,6 +2,7 @@
 
 from membersync.models.base import Base
 from membersync.models.job import Job, JobStatus, Lock
+from membersync.models.link import ExternalLink
 from membersync.models.member import Entitlement, ExternalProfile, Member, MemberMeta
 from membersync.models.sync import SyncOperation, SyncRun
 from membersync.models.tenant import ApiToken, Tenant
@@ -10,6 +11,7 @@ __all__ = [
     "ApiToken",
     "Base",
     "Entitlement",
+    "ExternalLink",
     "ExternalProfile",
     "Job",
     "JobStatus",

@@ -1,0 +1,1 @@
+"""The external-ID tracker: which local entity is which record in which source."""

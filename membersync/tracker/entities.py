@@ -1,0 +1,92 @@
+"""Tracked entity types and sources: members are built in; a host application registers its own tables."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from membersync.errors import InvalidInput
+from membersync.models import Member
+
+NAME_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
+
+
+@dataclass(frozen=True)
+class EntityRef:
+    """A local entity, by type, id and tenant: what the tracker links to external records."""
+
+    entity_type: str
+    entity_id: str
+    tenant_id: int
+
+
+@dataclass(frozen=True)
+class TrackOptions:
+    """Which timestamps the tracker keeps for an entity type (the seed's track_created/updated/deleted)."""
+
+    track_created: bool = True
+    track_updated: bool = True
+    track_deleted: bool = True
+
+
+@dataclass(frozen=True)
+class EntityType:
+    name: str
+    model: type[Any]
+    id_attribute: str = "id"
+    tenant_attribute: str = "tenant_id"
+    options: TrackOptions = TrackOptions()
+
+
+@dataclass
+class TrackerRegistry:
+    """Entity types by model and by name, and the source names links may use."""
+
+    types: dict[str, EntityType] = field(default_factory=dict)
+    sources: set[str] = field(default_factory=set)
+
+    def register_entity(self, model: type[Any], name: str, **kwargs: Any) -> EntityType:
+        check_name("entity_type", name)
+        entity_type = EntityType(name=name, model=model, **kwargs)
+        self.types[name] = entity_type
+        return entity_type
+
+    def register_source(self, name: str) -> None:
+        check_name("source", name)
+        self.sources.add(name)
+
+    def ref(self, entity: Any) -> EntityRef:
+        """An `EntityRef` for a registered model instance (or the ref itself)."""
+        if isinstance(entity, EntityRef):
+            self.entity_type(entity.entity_type)
+            return entity
+        for entity_type in self.types.values():
+            if isinstance(entity, entity_type.model):
+                entity_id = getattr(entity, entity_type.id_attribute)
+                tenant_id = getattr(entity, entity_type.tenant_attribute)
+                return EntityRef(entity_type.name, str(entity_id), int(tenant_id))
+        raise InvalidInput(f"entity: {type(entity).__name__} is not a registered entity type")
+
+    def entity_type(self, name: str) -> EntityType:
+        if name not in self.types:
+            raise InvalidInput(f"entity_type: unknown entity type {name!r}")
+        return self.types[name]
+
+    def check_source(self, source: str) -> str:
+        if source not in self.sources:
+            known = ", ".join(sorted(self.sources)) or "none registered"
+            raise InvalidInput(f"source: unknown source {source!r} (known: {known})")
+        return source
+
+
+def check_name(field_name: str, value: str) -> str:
+    if not NAME_PATTERN.match(value or ""):
+        raise InvalidInput(f"{field_name}: {value!r} must be 1-64 characters of a-z, 0-9 and '_'")
+    return value
+
+
+def default_registry() -> TrackerRegistry:
+    registry = TrackerRegistry()
+    registry.register_entity(Member, "member")
+    return registry

@@ -1,0 +1,78 @@
+"""All SQL of the tracker."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from membersync.db.engine import dialect_of
+from membersync.db.upsert import insert_or_update
+from membersync.models import ExternalLink
+from membersync.tracker.entities import EntityRef
+
+LINK_KEY = ["tenant_id", "entity_type", "entity_id", "source"]
+
+
+def _keys(ref: EntityRef, source: str) -> dict[str, Any]:
+    return {"tenant_id": ref.tenant_id, "entity_type": ref.entity_type, "entity_id": ref.entity_id, "source": source}
+
+
+def _where(ref: EntityRef) -> list[Any]:
+    return [
+        ExternalLink.tenant_id == ref.tenant_id,
+        ExternalLink.entity_type == ref.entity_type,
+        ExternalLink.entity_id == ref.entity_id,
+    ]
+
+
+async def upsert(
+    session: AsyncSession,
+    ref: EntityRef,
+    source: str,
+    values: dict[str, Any],
+    update: list[str],
+    merge_metadata: bool,
+    increment: tuple[str, ...] = (),
+) -> ExternalLink:
+    row = _keys(ref, source) | values
+    merge = ["metadata"] if merge_metadata and "metadata" in row else []
+    changed = [column for column in update if column not in merge and column not in increment]
+    statement = insert_or_update(
+        dialect_of(session), ExternalLink, LINK_KEY, row, changed, merge_json=merge, increment=increment
+    )
+    link_id = await session.scalar(statement.returning(ExternalLink.id))
+    link = await session.get(ExternalLink, link_id, populate_existing=True)
+    assert link is not None
+    return link
+
+
+async def holder_of(
+    session: AsyncSession, tenant_id: int, source: str, entity_type: str, external_id: str
+) -> ExternalLink | None:
+    statement = select(ExternalLink).where(
+        ExternalLink.tenant_id == tenant_id,
+        ExternalLink.source == source,
+        ExternalLink.entity_type == entity_type,
+        ExternalLink.external_id == external_id,
+    )
+    return await session.scalar(statement)
+
+
+async def links_of(session: AsyncSession, ref: EntityRef, source: str | None = None) -> list[ExternalLink]:
+    statement = select(ExternalLink).where(*_where(ref)).order_by(ExternalLink.source)
+    if source is not None:
+        statement = statement.where(ExternalLink.source == source)
+    return list((await session.scalars(statement)).all())
+
+
+async def set_deleted(session: AsyncSession, ref: EntityRef, source: str, at: datetime | None, now: datetime) -> bool:
+    result = await session.execute(
+        update(ExternalLink)
+        .where(*_where(ref), ExternalLink.source == source)
+        .values(deleted_at=at, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))

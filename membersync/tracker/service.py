@@ -1,0 +1,136 @@
+"""The tracker's library API. Every call takes the caller's session; the caller's boundary commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from membersync.errors import Conflict
+from membersync.jobs.policy import describe_error
+from membersync.models import ExternalLink
+from membersync.tracker import repository
+from membersync.tracker.entities import EntityRef, TrackerRegistry
+from membersync.tracker.rules import check_external_id, check_metadata
+
+SYNCED, PENDING, FAILED = "synced", "pending", "failed"
+
+
+class ExternalIdTaken(Conflict):
+    """This external id is already linked to another entity in this source."""
+
+
+class Tracker:
+    """Records and answers which local entity is which external record, per source."""
+
+    def __init__(self, registry: TrackerRegistry) -> None:
+        self.registry = registry
+
+    async def mark_synced(
+        self,
+        session: AsyncSession,
+        entity: Any,
+        external_id: str,
+        source: str,
+        now: datetime,
+        *,
+        metadata: dict[str, Any] | None = None,
+        replace_metadata: bool = False,
+        remote_updated_at: datetime | None = None,
+    ) -> ExternalLink:
+        """Link `entity` to `external_id` in `source`, now synced. Metadata keys merge unless `replace_metadata`.
+
+        Safe under concurrency: the last writer's data wins, and a second entity claiming the same external id
+        in the same source raises `ExternalIdTaken` naming both.
+        """
+        ref = self.registry.ref(entity)
+        self.registry.check_source(source)
+        values = {
+            "external_id": check_external_id(external_id),
+            "synced_at": now,
+            "remote_updated_at": remote_updated_at,
+            "status": SYNCED,
+            "last_error": None,
+            "retry_count": 0,
+            "metadata": check_metadata(metadata),
+            "created_at": now,
+            "updated_at": now,
+            "deleted_at": None,
+        }
+        update = ["external_id", "synced_at", "remote_updated_at", "status", "last_error", "retry_count"]
+        update += ["updated_at", "deleted_at"] + (["metadata"] if metadata is not None or replace_metadata else [])
+        try:
+            async with session.begin_nested():
+                return await repository.upsert(session, ref, source, values, update, not replace_metadata)
+        except IntegrityError:
+            holder = await repository.holder_of(session, ref.tenant_id, source, ref.entity_type, external_id)
+            if holder is None or holder.entity_id == ref.entity_id:
+                raise
+            raise ExternalIdTaken(
+                f"external id {external_id!r} in {source} is linked to {ref.entity_type} {holder.entity_id}; "
+                f"{ref.entity_type} {ref.entity_id} cannot claim it"
+            ) from None
+
+    async def mark_failed(
+        self, session: AsyncSession, entity: Any, source: str, error: str | BaseException, now: datetime
+    ) -> ExternalLink:
+        """Record a failed sync: `synced_at` and the external id stay as they were; the retry count goes up."""
+        ref = self.registry.ref(entity)
+        self.registry.check_source(source)
+        text = error if isinstance(error, str) else describe_error(error)
+        row = {"status": FAILED, "last_error": text[:2000], "retry_count": 1, "metadata": {}}
+        row |= {"created_at": now, "updated_at": now}
+        async with session.begin_nested():
+            return await repository.upsert(
+                session, ref, source, row, ["status", "last_error", "updated_at"], False, increment=("retry_count",)
+            )
+
+    async def mark_pending(
+        self, session: AsyncSession, entity: Any, source: str, now: datetime, changes: dict[str, Any] | None = None
+    ) -> ExternalLink:
+        """Flag a local change that must go upstream; `changes` are merged into the link's `pending_changes`."""
+        ref = self.registry.ref(entity)
+        self.registry.check_source(source)
+        link = await self._touch(session, ref, source, now, status=PENDING)
+        if changes:
+            pending = dict(link.meta.get("pending_changes") or {}) | check_metadata(changes)
+            link.meta = link.meta | {"pending_changes": pending}
+            await session.flush()
+        return link
+
+    async def mark_deleted(self, session: AsyncSession, entity: Any, source: str, now: datetime) -> bool:
+        """Record that the source deleted its record; the link is kept (a re-created record revives it)."""
+        ref = self.registry.ref(entity)
+        self.registry.check_source(source)
+        return await repository.set_deleted(session, ref, source, now, now)
+
+    async def _touch(
+        self, session: AsyncSession, ref: EntityRef, source: str, now: datetime, **values: Any
+    ) -> ExternalLink:
+        row = {"status": values["status"], "created_at": now, "updated_at": now, "metadata": {}, "retry_count": 0}
+        row |= values
+        update = [*values, "updated_at"]
+        async with session.begin_nested():
+            return await repository.upsert(session, ref, source, row, update, merge_metadata=False)
+
+    async def is_synced(self, session: AsyncSession, entity: Any, source: str | None = None) -> bool:
+        links = await repository.links_of(session, self.registry.ref(entity), source)
+        return any(link.status == SYNCED and link.deleted_at is None for link in links)
+
+    async def external_id(self, session: AsyncSession, entity: Any, source: str) -> str | None:
+        links = await repository.links_of(session, self.registry.ref(entity), self.registry.check_source(source))
+        return links[0].external_id if links and links[0].deleted_at is None else None
+
+    async def links(self, session: AsyncSession, entity: Any) -> list[ExternalLink]:
+        return await repository.links_of(session, self.registry.ref(entity))
+
+    async def find_by_external_id(
+        self, session: AsyncSession, tenant_id: int, external_id: str, source: str, entity_type: str
+    ) -> EntityRef | None:
+        """The local entity linked to `external_id` in `source` (deleted links included: they can revive)."""
+        self.registry.check_source(source)
+        self.registry.entity_type(entity_type)
+        link = await repository.holder_of(session, tenant_id, source, entity_type, check_external_id(external_id))
+        return None if link is None else EntityRef(link.entity_type, link.entity_id, link.tenant_id)
