@@ -12,6 +12,7 @@ from membersync.api.limits import BodySizeLimit
 from membersync.login.endpoints import router as login_router
 from membersync.member.endpoints import router as member_router
 from membersync.runtime import Runtime
+from membersync.tracker.endpoints import router as tracker_router
 
 
 def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
@@ -29,6 +30,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
     app.add_middleware(BodySizeLimit)
     app.include_router(member_router)
     app.include_router(login_router)
+    app.include_router(tracker_router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -21,6 +21,8 @@ from membersync.jobs.runner import JobRunner
 from membersync.jobs.spec import JobRegistry
 from membersync.locks import DatabaseLocks, Locks, RedisLocks
 from membersync.provider.registry import ProviderRegistry
+from membersync.tracker.entities import default_registry
+from membersync.tracker.service import Tracker
 
 ClaimBuilder = Callable[["Runtime", AsyncSession, Any], Awaitable[dict[str, Any]]]
 
@@ -35,6 +37,7 @@ class Runtime:
     queue: JobQueue
     locks: Locks
     http: HttpClient
+    tracker: Tracker = field(default_factory=lambda: Tracker(default_registry()))
     claim_builders: list[ClaimBuilder] = field(default_factory=list)
     redis: Redis | None = None
     retry_delay: timedelta | None = None
@@ -87,11 +90,13 @@ def build_runtime(
     database = open_database(settings.effective_database_url)
     redis: Redis | None = Redis.from_url(settings.redis_url) if settings.redis_url else None
     locks: Locks = RedisLocks(redis) if redis is not None else DatabaseLocks(database, clock)
+    providers = ProviderRegistry(clock) if providers is None else providers
     return Runtime(
         settings=settings,
         database=database,
         clock=clock,
-        providers=providers or ProviderRegistry(clock),
+        providers=providers,
+        tracker=Tracker(default_registry(lambda: [provider.name for provider in providers.all()])),
         jobs=JobRegistry(),
         queue=queue or HueyQueue(settings, settings.job_batch_size),
         locks=locks,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,11 @@ class TrackerRegistry:
 
     types: dict[str, EntityType] = field(default_factory=dict)
     sources: set[str] = field(default_factory=set)
+    # More source names known elsewhere (the sync providers' names), looked up when checked.
+    known_sources: Callable[[], Iterable[str]] | None = None
+
+    def all_sources(self) -> set[str]:
+        return self.sources | set(self.known_sources() if self.known_sources is not None else ())
 
     def register_entity(self, model: type[Any], name: str, **kwargs: Any) -> EntityType:
         check_name("entity_type", name)
@@ -74,8 +80,9 @@ class TrackerRegistry:
         return self.types[name]
 
     def check_source(self, source: str) -> str:
-        if source not in self.sources:
-            known = ", ".join(sorted(self.sources)) or "none registered"
+        sources = self.all_sources()
+        if source not in sources:
+            known = ", ".join(sorted(sources)) or "none registered"
             raise InvalidInput(f"source: unknown source {source!r} (known: {known})")
         return source
 
@@ -86,7 +93,7 @@ def check_name(field_name: str, value: str) -> str:
     return value
 
 
-def default_registry() -> TrackerRegistry:
-    registry = TrackerRegistry()
+def default_registry(known_sources: Callable[[], Iterable[str]] | None = None) -> TrackerRegistry:
+    registry = TrackerRegistry(known_sources=known_sources)
     registry.register_entity(Member, "member")
     return registry

@@ -76,3 +76,30 @@ async def set_deleted(session: AsyncSession, ref: EntityRef, source: str, at: da
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def page(
+    session: AsyncSession,
+    tenant_id: int,
+    *,
+    after: int,
+    limit: int,
+    source: str | None,
+    status: str | None,
+    entity_type: str | None,
+) -> list[ExternalLink]:
+    """Links of one tenant in id order after `after`, optionally filtered; one row more than `limit`."""
+    statement = select(ExternalLink).where(ExternalLink.tenant_id == tenant_id, ExternalLink.id > after)
+    for column, value in ((ExternalLink.source, source), (ExternalLink.status, status)):
+        if value is not None:
+            statement = statement.where(column == value)
+    if entity_type is not None:
+        statement = statement.where(ExternalLink.entity_type == entity_type)
+    return list((await session.scalars(statement.order_by(ExternalLink.id).limit(limit + 1))).all())
+
+
+async def entity_exists(
+    session: AsyncSession, id_column: Any, tenant_column: Any, entity_id: Any, tenant_id: int
+) -> bool:
+    statement = select(id_column).where(id_column == entity_id, tenant_column == tenant_id)
+    return (await session.scalar(statement)) is not None

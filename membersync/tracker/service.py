@@ -8,12 +8,13 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from membersync.errors import Conflict
+from membersync.errors import Conflict, InvalidInput, NotFound
 from membersync.jobs.policy import describe_error
 from membersync.models import ExternalLink
 from membersync.tracker import repository
 from membersync.tracker.entities import EntityRef, TrackerRegistry
-from membersync.tracker.rules import check_external_id, check_metadata
+from membersync.tracker.rules import MAX_ID, check_external_id, check_metadata, decode_cursor
+from membersync.tracker.schemas import SyncStatus
 
 SYNCED, PENDING, FAILED = "synced", "pending", "failed"
 
@@ -134,3 +135,64 @@ class Tracker:
         self.registry.entity_type(entity_type)
         link = await repository.holder_of(session, tenant_id, source, entity_type, check_external_id(external_id))
         return None if link is None else EntityRef(link.entity_type, link.entity_id, link.tenant_id)
+
+    async def sync_status(
+        self, session: AsyncSession, tenant_id: int, entity_type: str, entity_id: str, source: str
+    ) -> SyncStatus:
+        """The link of one entity in one source; `not_synced` when there is none, 404 for an unknown entity."""
+        self.registry.check_source(source)
+        ref = EntityRef(entity_type, entity_id, tenant_id)
+        await self._ensure_exists(session, ref)
+        links = await repository.links_of(session, ref, source)
+        if not links:
+            return SyncStatus(entity_type=entity_type, entity_id=entity_id, source=source, status="not_synced")
+        link = links[0]
+        return SyncStatus(
+            entity_type=entity_type,
+            entity_id=entity_id,
+            source=source,
+            status=link.status,
+            external_id=link.external_id,
+            last_synced_at=link.synced_at,
+            last_updated_at=link.updated_at,
+            remote_updated_at=link.remote_updated_at,
+            deleted_at=link.deleted_at,
+            retry_count=link.retry_count,
+            last_error=link.last_error,
+            metadata=link.meta,
+        )
+
+    async def _ensure_exists(self, session: AsyncSession, ref: EntityRef) -> None:
+        entity_type = self.registry.entity_type(ref.entity_type)
+        id_column = getattr(entity_type.model, entity_type.id_attribute)
+        tenant_column = getattr(entity_type.model, entity_type.tenant_attribute)
+        entity_id: Any = ref.entity_id
+        if id_column.type.python_type is int:
+            if not (entity_id.isascii() and entity_id.isdigit()) or int(entity_id) > MAX_ID:
+                raise InvalidInput(f"entity_id: {ref.entity_type} ids are positive integers")
+            entity_id = int(entity_id)
+        if not await repository.entity_exists(session, id_column, tenant_column, entity_id, ref.tenant_id):
+            raise NotFound(f"{ref.entity_type} {ref.entity_id} not found")
+
+    async def list_links(
+        self,
+        session: AsyncSession,
+        tenant_id: int,
+        *,
+        cursor: str | None,
+        limit: int,
+        source: str | None = None,
+        status: str | None = None,
+        entity_type: str | None = None,
+    ) -> tuple[list[ExternalLink], str | None]:
+        """A page of the tenant's links in id order, and the next page's cursor (None at the end)."""
+        if source is not None:
+            self.registry.check_source(source)
+        if entity_type is not None:
+            self.registry.entity_type(entity_type)
+        after = decode_cursor(cursor)
+        rows = await repository.page(
+            session, tenant_id, after=after, limit=limit, source=source, status=status, entity_type=entity_type
+        )
+        links = rows[:limit]
+        return links, str(links[-1].id) if len(rows) > limit else None
