@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from membersync.errors import Conflict, InvalidInput, NotFound
 from membersync.jobs.policy import describe_error
 from membersync.models import ExternalLink
-from membersync.tracker import repository
+from membersync.tracker import events, repository
 from membersync.tracker.entities import EntityRef, TrackerRegistry
 from membersync.tracker.rules import MAX_ID, check_external_id, check_metadata, decode_cursor
 from membersync.tracker.schemas import SyncStatus
@@ -64,7 +64,9 @@ class Tracker:
         update += ["updated_at", "deleted_at"] + (["metadata"] if metadata is not None or replace_metadata else [])
         try:
             async with session.begin_nested():
-                return await repository.upsert(session, ref, source, values, update, not replace_metadata)
+                link = await repository.upsert(session, ref, source, values, update, not replace_metadata)
+            events.defer(session, events.entity_synced, link, entity=ref)
+            return link
         except IntegrityError:
             holder = await repository.holder_of(session, ref.tenant_id, source, ref.entity_type, external_id)
             if holder is None or holder.entity_id == ref.entity_id:
@@ -84,9 +86,11 @@ class Tracker:
         row = {"status": FAILED, "last_error": text[:2000], "retry_count": 1, "metadata": {}}
         row |= {"created_at": now, "updated_at": now}
         async with session.begin_nested():
-            return await repository.upsert(
+            link = await repository.upsert(
                 session, ref, source, row, ["status", "last_error", "updated_at"], False, increment=("retry_count",)
             )
+        events.defer(session, events.sync_failed, link, entity=ref)
+        return link
 
     async def mark_pending(
         self, session: AsyncSession, entity: Any, source: str, now: datetime, changes: dict[str, Any] | None = None
@@ -105,7 +109,10 @@ class Tracker:
         """Record that the source deleted its record; the link is kept (a re-created record revives it)."""
         ref = self.registry.ref(entity)
         self.registry.check_source(source)
-        return await repository.set_deleted(session, ref, source, now, now)
+        deleted = await repository.set_deleted(session, ref, source, now, now)
+        if deleted:
+            events.defer(session, events.link_deleted, source, entity=ref)
+        return deleted
 
     async def _touch(
         self, session: AsyncSession, ref: EntityRef, source: str, now: datetime, **values: Any
