@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
+from membersync.db.pagination import decode_cursor
 from membersync.db.upsert import insert_or_update
 from membersync.errors import InvalidInput, MemberNotFound
 from membersync.member.schemas import MemberCreate, normalise_email
@@ -56,17 +57,6 @@ async def get_with_records(session: AsyncSession, tenant_id: int, member_id: int
         .order_by(Entitlement.source_provider, Entitlement.resource_id)
     )
     return MemberWithRecords(member, list(profiles.all()), list(entitlements.all()))
-
-
-MAX_ID = 2**63 - 1
-
-
-def decode_cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or int(cursor) > MAX_ID:
-        raise InvalidInput("cursor: not a cursor returned by this API")
-    return int(cursor)
 
 
 async def list_members(

@@ -35,14 +35,3 @@ def check_metadata(value: object) -> dict[str, Any]:
     if len(encoded.encode()) > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata: must be at most {MAX_METADATA_BYTES} bytes as JSON")
     return value
-
-
-MAX_ID = 2**63 - 1
-
-
-def decode_cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or int(cursor) > MAX_ID:
-        raise InvalidInput("cursor: not a cursor returned by this API")
-    return int(cursor)

@@ -8,12 +8,13 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from membersync.db.pagination import MAX_ID, decode_cursor
 from membersync.errors import Conflict, InvalidInput, NotFound
 from membersync.jobs.policy import describe_error
 from membersync.models import ExternalLink
 from membersync.tracker import events, repository
 from membersync.tracker.entities import EntityRef, TrackerRegistry
-from membersync.tracker.rules import MAX_ID, check_external_id, check_metadata, decode_cursor
+from membersync.tracker.rules import check_external_id, check_metadata
 from membersync.tracker.schemas import SyncStatus
 
 SYNCED, PENDING, FAILED = "synced", "pending", "failed"
