@@ -464,18 +464,9 @@ PROCESS_DIAGNOSIS_HEADERS = ["threads", "job_concurrency", "ms per job inside a 
 
 
 def _process_throughput_row(result: RunResult, latency: float) -> list[object]:
-    rate, ideal = result.rate, result.ideal(latency)
-    return [
-        result.label,
-        result.concurrency,
-        f"{result.succeeded}/{result.jobs}",
-        f"{result.span_seconds:.2f}",
-        f"{rate:.0f}",
-        f"{ideal:.0f}",
-        f"**{rate / ideal:.0%}**",
-        f"{result.succeeded / result.wall_seconds:.0f}",
-        f"{result.failed} / {result.retried}",
-    ]
+    """The single-process row, labelled by processes x threads, without HTTP retries (not exported by workers)."""
+    shared = _throughput_row(result, latency)[1:-1]
+    return [result.label, *shared, f"{result.failed} / {result.retried}"]
 
 
 def _process_diagnosis_row(result: RunResult) -> list[object]:
