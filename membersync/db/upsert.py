@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, func
+from sqlalchemy import Table, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.dml import Insert
@@ -24,11 +24,36 @@ def insert_or_ignore(dialect: str, model: type[DeclarativeBase], conflict: Seque
 
 
 def json_merge(dialect: str, current: Any, incoming: Any) -> Any:
-    """SQL merging two JSON objects key by key (incoming wins), evaluated by the database, so two writers
-    adding different keys at once both keep theirs."""
+    """SQL merging two JSON objects by top-level key (incoming wins, nested values are replaced whole),
+    evaluated by the database, so two writers adding different keys at once both keep theirs."""
     if dialect == "postgresql":
-        return current.op("||")(incoming)
-    return func.json_patch(current, incoming)
+        return func.coalesce(current, func.jsonb_build_object()).op("||")(incoming)
+    return _sqlite_top_level_merge(current, incoming)
+
+
+def json_merge_into_key(dialect: str, current: Any, key: str, incoming: Any) -> Any:
+    """SQL for `current` with the object under `key` merged (top-level) with `incoming`."""
+    if dialect == "postgresql":
+        inner = json_merge(dialect, current.op("->")(key), incoming)
+        return json_merge(dialect, current, func.jsonb_build_object(key, inner))
+    inner = json_merge(dialect, func.json_extract(current, f'$."{key}"'), incoming)
+    return json_merge(dialect, current, func.json_object(key, func.json(inner)))
+
+
+def _sqlite_top_level_merge(current: Any, incoming: Any) -> Any:
+    # SQLite's json_patch merges nested objects too and drops null values (RFC 7396); PostgreSQL's `||`
+    # does neither, so SQLite rebuilds the object from both sides' top-level keys instead.
+    old = func.json_each(func.coalesce(current, "{}")).table_valued("key", "type", "value").alias("old")
+    new = func.json_each(incoming).table_valued("key", "type", "value").alias("new")
+    kept = select(old.c.key, old.c.type, old.c.value).where(old.c.key.not_in(select(new.c.key).scalar_subquery()))
+    both = kept.union_all(select(new.c.key, new.c.type, new.c.value)).subquery("merged")
+    value = case(
+        (both.c.type.in_(("object", "array")), func.json(both.c.value)),
+        (both.c.type == "true", func.json("true")),
+        (both.c.type == "false", func.json("false")),
+        else_=both.c.value,
+    )
+    return select(func.coalesce(func.json_group_object(both.c.key, value), "{}")).scalar_subquery()
 
 
 def insert_or_update(

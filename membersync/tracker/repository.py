@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
-from membersync.db.upsert import insert_or_update
+from membersync.db.upsert import insert_or_update, json_merge_into_key
 from membersync.models import ExternalLink
 from membersync.tracker.entities import EntityRef
 
@@ -47,6 +47,18 @@ async def upsert(
     link = await session.get(ExternalLink, link_id, populate_existing=True)
     assert link is not None
     return link
+
+
+async def merge_into_metadata_key(session: AsyncSession, link_id: int, key: str, changes: dict[str, Any]) -> None:
+    """Merge `changes` into the object under `key` of a link's metadata, in one atomic UPDATE."""
+    incoming = bindparam("changes", changes, type_=ExternalLink.meta.type)
+    merged = json_merge_into_key(dialect_of(session), ExternalLink.meta, key, incoming)
+    await session.execute(
+        update(ExternalLink)
+        .where(ExternalLink.id == link_id)
+        .values({ExternalLink.meta: merged})
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def holder_of(

@@ -99,11 +99,11 @@ class Tracker:
         """Flag a local change that must go upstream; `changes` are merged into the link's `pending_changes`."""
         ref = self.registry.ref(entity)
         self.registry.check_source(source)
+        checked = check_metadata(changes)
         link = await self._touch(session, ref, source, now, status=PENDING)
-        if changes:
-            pending = dict(link.meta.get("pending_changes") or {}) | check_metadata(changes)
-            link.meta = link.meta | {"pending_changes": pending}
-            await session.flush()
+        if checked:
+            await repository.merge_into_metadata_key(session, link.id, "pending_changes", checked)
+            await session.refresh(link)
         return link
 
     async def mark_deleted(self, session: AsyncSession, entity: Any, source: str, now: datetime) -> bool:

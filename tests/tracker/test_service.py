@@ -68,6 +68,25 @@ async def test_metadata_merges_unless_replaced(runtime: Runtime, tracker: Tracke
         assert replaced.meta == {"z": 0}
 
 
+async def test_metadata_merges_top_level_keys_alike_on_every_database(
+    runtime: Runtime, tracker: Tracker, clock: FrozenClock
+) -> None:
+    member = await _member(runtime)
+    first = {"plan": {"tier": "gold", "seats": 2}, "tags": ["a"], "gone": 1, "flag": False}
+    second = {"plan": {"tier": "silver"}, "gone": None, "flag": True, "note": 'say "hi"', "ratio": 0.5}
+    async with runtime.unit_of_work() as session:
+        await tracker.mark_synced(session, member, "CRM-1", "crm", clock.now(), metadata=first)
+        merged = await tracker.mark_synced(session, member, "CRM-1", "crm", clock.now(), metadata=second)
+    assert merged.meta == {
+        "plan": {"tier": "silver"},
+        "tags": ["a"],
+        "gone": None,
+        "flag": True,
+        "note": 'say "hi"',
+        "ratio": 0.5,
+    }
+
+
 async def test_concurrent_metadata_updates_lose_nothing(runtime: Runtime, tracker: Tracker, clock: FrozenClock) -> None:
     member = await _member(runtime)
     async with runtime.unit_of_work() as session:
@@ -143,6 +162,29 @@ async def test_mark_pending_merges_local_changes(runtime: Runtime, tracker: Trac
     assert link.meta["pending_changes"] == {"name": "Ada", "phone": "+44"}
     async with runtime.database.read_sessions() as session:
         assert not await tracker.is_synced(session, member, "crm")
+
+
+async def test_concurrent_pending_changes_lose_nothing(runtime: Runtime, tracker: Tracker, clock: FrozenClock) -> None:
+    member = await _member(runtime)
+    async with runtime.unit_of_work() as session:
+        await tracker.mark_synced(session, member, "CRM-1", "crm", clock.now(), metadata={"tier": "gold"})
+
+    async def change(field: str) -> None:
+        async with runtime.unit_of_work() as session:
+            await tracker.mark_pending(session, member, "crm", clock.now(), {field: "new"})
+
+    await asyncio.gather(*(change(f"field{index}") for index in range(8)))
+    async with runtime.database.read_sessions() as session:
+        [link] = await tracker.links(session, member)
+    assert link.meta == {"tier": "gold", "pending_changes": {f"field{index}": "new" for index in range(8)}}
+
+
+async def test_bad_pending_changes_write_nothing(runtime: Runtime, tracker: Tracker, clock: FrozenClock) -> None:
+    member = await _member(runtime)
+    with pytest.raises(InvalidInput, match="metadata"):
+        async with runtime.unit_of_work() as session:
+            await tracker.mark_pending(session, member, "crm", clock.now(), {"when": clock.now()})
+    assert await _link_count(runtime) == 0
 
 
 async def test_deleted_then_recreated_revives_the_link(runtime: Runtime, tracker: Tracker, clock: FrozenClock) -> None:
