@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, case, func, select
+from sqlalchemy import Table, bindparam, case, cast, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.dml import Insert
 
@@ -48,7 +49,7 @@ def _sqlite_top_level_merge(current: Any, incoming: Any) -> Any:
     kept = select(old.c.key, old.c.type, old.c.value).where(old.c.key.not_in(select(new.c.key).scalar_subquery()))
     both = kept.union_all(select(new.c.key, new.c.type, new.c.value)).subquery("merged")
     value = case(
-        (both.c.type.in_(("object", "array")), func.json(both.c.value)),
+        (or_(both.c.type == "object", both.c.type == "array"), func.json(both.c.value)),
         (both.c.type == "true", func.json("true")),
         (both.c.type == "false", func.json("false")),
         else_=both.c.value,
@@ -75,6 +76,55 @@ def insert_or_update(
     statement: Any = _dialect_insert(dialect, table)
     if values:
         statement = statement.values(**values)
+    return _on_conflict_update(dialect, table, statement, conflict, update, where, merge_json, increment)
+
+
+def insert_or_update_many(
+    dialect: str,
+    model: type[DeclarativeBase],
+    conflict: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    update: Sequence[str],
+    merge_json: Sequence[str] = (),
+) -> tuple[Insert, list[dict[str, Any]]]:
+    """`insert_or_update` for many rows at once: the statement and the parameters to execute it with.
+
+    PostgreSQL gets one array parameter per column, unnested by the server: the statement stays short,
+    so it is parsed and planned once rather than once per batch of thousands of placeholders.
+    """
+    table = model.__table__
+    assert isinstance(table, Table)
+    if dialect != "postgresql":
+        return insert_or_update(dialect, model, conflict, {}, update, merge_json=merge_json), list(rows)
+    columns = list(rows[0])
+    first = rows[0]
+    varying = [column for column in columns if any(row[column] != first[column] for row in rows)] or columns[:1]
+    arrays = [
+        bindparam(f"{column}_values", [row[column] for row in rows], type_=ARRAY(table.c[column].type))
+        for column in varying
+    ]
+    unnested = func.unnest(*arrays).table_valued(*varying).render_derived("incoming")
+    # A value shared by every row (the source, the time, the status) goes once, not once per row.
+    selected = [
+        unnested.c[column]
+        if column in varying
+        else cast(bindparam(f"{column}_value", first[column], type_=table.c[column].type), table.c[column].type)
+        for column in columns
+    ]
+    statement = postgresql.insert(table).from_select(columns, select(*selected))
+    return _on_conflict_update(dialect, table, statement, conflict, update, None, merge_json, ()), []
+
+
+def _on_conflict_update(
+    dialect: str,
+    table: Table,
+    statement: Any,
+    conflict: Sequence[str],
+    update: Sequence[str],
+    where: Any,
+    merge_json: Sequence[str],
+    increment: Sequence[str],
+) -> Insert:
     changes = {column: statement.excluded[column] for column in update}
     for column in merge_json:
         changes[column] = json_merge(dialect, table.c[column], statement.excluded[column])

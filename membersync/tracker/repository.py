@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
-from membersync.db.upsert import insert_or_update, json_merge_into_key
+from membersync.db.upsert import insert_or_update, insert_or_update_many, json_merge_into_key
 from membersync.models import ExternalLink
 from membersync.tracker.entities import EntityRef
 
@@ -47,6 +47,26 @@ async def upsert(
     link = await session.get(ExternalLink, link_id, populate_existing=True)
     assert link is not None
     return link
+
+
+async def upsert_many(
+    session: AsyncSession, rows: list[dict[str, Any]], update: list[str], merge_metadata: bool
+) -> list[int]:
+    """Insert or update many links in one statement; returns their ids."""
+    merge = ["metadata"] if merge_metadata and "metadata" in update else []
+    changed = [column for column in update if column not in merge]
+    statement, parameters = insert_or_update_many(
+        dialect_of(session), ExternalLink, LINK_KEY, rows, changed, merge_json=merge
+    )
+    result = await session.execute(statement.returning(ExternalLink.id), parameters or None)
+    return list(result.scalars())
+
+
+async def holders_of(session: AsyncSession, source: str, claims: list[tuple[int, str, str]]) -> list[ExternalLink]:
+    """The links holding any of these (tenant id, entity type, external id) in `source`."""
+    key = tuple_(ExternalLink.tenant_id, ExternalLink.entity_type, ExternalLink.external_id)
+    statement = select(ExternalLink).where(ExternalLink.source == source, key.in_(claims))
+    return list((await session.scalars(statement)).all())
 
 
 async def merge_into_metadata_key(session: AsyncSession, link_id: int, key: str, changes: dict[str, Any]) -> None:
@@ -115,3 +135,8 @@ async def entity_exists(
 ) -> bool:
     statement = select(id_column).where(id_column == entity_id, tenant_column == tenant_id)
     return (await session.scalar(statement)) is not None
+
+
+async def by_ids(session: AsyncSession, ids: list[int]) -> list[ExternalLink]:
+    statement = select(ExternalLink).where(ExternalLink.id.in_(ids)).order_by(ExternalLink.id)
+    return list((await session.scalars(statement)).all())

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from membersync.errors import InvalidInput
+from membersync.errors import Conflict, InvalidInput
+from membersync.tracker.entities import EntityRef
+
+
+class ExternalIdTaken(Conflict):
+    """This external id is already linked to another entity in this source."""
+
+    @classmethod
+    def naming(cls, external_id: str, source: str, holder: EntityRef, claimant: EntityRef) -> ExternalIdTaken:
+        return cls(
+            f"external id {external_id!r} in {source} is linked to {holder.entity_type} {holder.entity_id}; "
+            f"{claimant.entity_type} {claimant.entity_id} cannot claim it"
+        )
+
 
 MAX_EXTERNAL_ID_LENGTH = 255
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 MAX_METADATA_BYTES = 64 * 1024
 
 
@@ -16,7 +31,7 @@ def check_external_id(value: object) -> str:
         raise InvalidInput("external_id: must be a non-empty string")
     if len(value) > MAX_EXTERNAL_ID_LENGTH:
         raise InvalidInput(f"external_id: must be at most {MAX_EXTERNAL_ID_LENGTH} characters")
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if CONTROL_CHARACTER.search(value):
         raise InvalidInput("external_id: must not contain control characters")
     return value
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -9,19 +10,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.pagination import MAX_ID, decode_cursor
-from membersync.errors import Conflict, InvalidInput, NotFound
+from membersync.errors import InvalidInput, NotFound
 from membersync.jobs.policy import describe_error
 from membersync.models import ExternalLink
 from membersync.tracker import events, repository
+from membersync.tracker.bulk import SyncedLink, synced_rows, write_synced
 from membersync.tracker.entities import EntityRef, TrackerRegistry
-from membersync.tracker.rules import check_external_id, check_metadata
+from membersync.tracker.rules import ExternalIdTaken, check_external_id, check_metadata
 from membersync.tracker.schemas import SyncStatus
 
+__all__ = ["ExternalIdTaken", "SyncedLink", "Tracker"]
+
 SYNCED, PENDING, FAILED = "synced", "pending", "failed"
-
-
-class ExternalIdTaken(Conflict):
-    """This external id is already linked to another entity in this source."""
 
 
 class Tracker:
@@ -72,10 +72,30 @@ class Tracker:
             holder = await repository.holder_of(session, ref.tenant_id, source, ref.entity_type, external_id)
             if holder is None or holder.entity_id == ref.entity_id:
                 raise
-            raise ExternalIdTaken(
-                f"external id {external_id!r} in {source} is linked to {ref.entity_type} {holder.entity_id}; "
-                f"{ref.entity_type} {ref.entity_id} cannot claim it"
-            ) from None
+            holder_ref = EntityRef(holder.entity_type, holder.entity_id, holder.tenant_id)
+            raise ExternalIdTaken.naming(external_id, source, holder_ref, ref) from None
+
+    async def mark_synced_many(
+        self,
+        session: AsyncSession,
+        source: str,
+        links: Iterable[SyncedLink],
+        now: datetime,
+        *,
+        replace_metadata: bool = False,
+    ) -> int:
+        """`mark_synced` for a whole page of entities with one statement per 1,000 links; returns how many.
+
+        Every link is checked before anything is written; one entity given twice keeps its last link.
+        """
+        self.registry.check_source(source)
+        rows = synced_rows(self.registry, source, links, now)
+        ids = await write_synced(session, source, rows, replace_metadata)
+        if events.entity_synced.receivers:
+            for link in await repository.by_ids(session, ids):
+                ref = EntityRef(link.entity_type, link.entity_id, link.tenant_id)
+                events.defer(session, events.entity_synced, link, entity=ref)
+        return len(ids)
 
     async def mark_failed(
         self, session: AsyncSession, entity: Any, source: str, error: str | BaseException, now: datetime

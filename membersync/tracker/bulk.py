@@ -1,0 +1,104 @@
+"""Marking many links synced at once: one statement per chunk, for connectors handing over whole pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from membersync.tracker import repository
+from membersync.tracker.entities import EntityRef, TrackerRegistry
+from membersync.tracker.rules import ExternalIdTaken, check_external_id, check_metadata
+
+CHUNK_SIZE = 1000
+SYNCED_UPDATE = ["external_id", "synced_at", "remote_updated_at", "status", "last_error", "retry_count"]
+SYNCED_UPDATE += ["updated_at", "deleted_at"]
+
+
+@dataclass(frozen=True)
+class SyncedLink:
+    """One entity now synced with an external record: what `mark_synced_many` takes per link."""
+
+    entity: Any
+    external_id: str
+    metadata: dict[str, Any] | None = None
+    remote_updated_at: datetime | None = None
+
+
+def synced_rows(
+    registry: TrackerRegistry, source: str, links: Iterable[SyncedLink], now: datetime
+) -> list[dict[str, Any]]:
+    """Checked rows, one per entity (the last one given wins); refuses one external id on two entities."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for link in links:
+        ref = registry.ref(link.entity)
+        rows[(ref.entity_type, ref.entity_id)] = {
+            "tenant_id": ref.tenant_id,
+            "entity_type": ref.entity_type,
+            "entity_id": ref.entity_id,
+            "source": source,
+            "external_id": check_external_id(link.external_id),
+            "synced_at": now,
+            "remote_updated_at": link.remote_updated_at,
+            "status": "synced",
+            "last_error": None,
+            "retry_count": 0,
+            "metadata": None if link.metadata is None else check_metadata(link.metadata),
+            "created_at": now,
+            "updated_at": now,
+            "deleted_at": None,
+        }
+    _refuse_shared_external_ids(source, rows.values())
+    return list(rows.values())
+
+
+def _ref(row: dict[str, Any]) -> EntityRef:
+    return EntityRef(row["entity_type"], row["entity_id"], row["tenant_id"])
+
+
+def _refuse_shared_external_ids(source: str, rows: Iterable[dict[str, Any]]) -> None:
+    claimed: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["tenant_id"], row["entity_type"], row["external_id"])
+        holder = claimed.setdefault(key, row)
+        if holder is not row:
+            raise ExternalIdTaken.naming(row["external_id"], source, _ref(holder), _ref(row))
+
+
+async def write_synced(
+    session: AsyncSession, source: str, rows: Sequence[dict[str, Any]], replace_metadata: bool
+) -> list[int]:
+    """Upsert the rows chunk by chunk; returns the links' ids. A chunk refused by the database raises
+    `ExternalIdTaken` when another entity already holds one of its external ids."""
+    with_metadata = [row for row in rows if row["metadata"] is not None or replace_metadata]
+    without = [row | {"metadata": {}} for row in rows if row["metadata"] is None and not replace_metadata]
+    ids: list[int] = []
+    for group, metadata_update in ((with_metadata, ["metadata"]), (without, [])):
+        for start in range(0, len(group), CHUNK_SIZE):
+            chunk = [row | {"metadata": row["metadata"] or {}} for row in group[start : start + CHUNK_SIZE]]
+            ids += await _write_chunk(session, source, chunk, SYNCED_UPDATE + metadata_update, replace_metadata)
+    return ids
+
+
+async def _write_chunk(
+    session: AsyncSession, source: str, chunk: list[dict[str, Any]], update: list[str], replace_metadata: bool
+) -> list[int]:
+    try:
+        async with session.begin_nested():
+            return await repository.upsert_many(session, chunk, update, merge_metadata=not replace_metadata)
+    except IntegrityError:
+        await _explain_refusal(session, source, chunk)
+        raise
+
+
+async def _explain_refusal(session: AsyncSession, source: str, chunk: list[dict[str, Any]]) -> None:
+    claims = {(row["tenant_id"], row["entity_type"], row["external_id"]): row for row in chunk}
+    for holder in await repository.holders_of(session, source, list(claims)):
+        claimant = claims[(holder.tenant_id, holder.entity_type, holder.external_id or "")]
+        if holder.entity_id != claimant["entity_id"]:
+            holder_ref = EntityRef(holder.entity_type, holder.entity_id, holder.tenant_id)
+            raise ExternalIdTaken.naming(claimant["external_id"], source, holder_ref, _ref(claimant))
