@@ -24,7 +24,17 @@ class EntityRef:
 
 @dataclass(frozen=True)
 class TrackOptions:
-    """Which timestamps the tracker keeps for an entity type (the seed's track_created/updated/deleted)."""
+    """Which local events of an entity type the tracker follows (the seed's track_created/updated/deleted).
+
+    - `track_created`: an entity never linked with a source counts as needing sync to it (local creations
+      go upstream); off, only entities already linked there are considered.
+    - `track_updated`: an entity whose `updated_at` is later than its link's `synced_at` needs sync again;
+      off, local edits are left to `mark_pending`.
+    - `track_deleted`: `Tracker.entity_deleted` stamps `deleted_at` on the entity's links and fires
+      `link_deleted`; off, its links are left as they are.
+
+    Deletions seen in a source (`mark_deleted`) are always recorded.
+    """
 
     track_created: bool = True
     track_updated: bool = True

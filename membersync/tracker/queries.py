@@ -38,13 +38,19 @@ def synced_with(registry: TrackerRegistry, model: type[Any], source: str) -> Col
 
 
 def needs_sync(registry: TrackerRegistry, model: type[Any], source: str) -> ColumnElement[bool]:
-    """Entities never synced with `source`, pending or failed there, or changed locally since their last sync."""
+    """Entities never synced with `source`, pending or failed there, or changed locally since their last sync,
+    as the entity type's `TrackOptions` say."""
+    options = _entity_type(registry, model).options
     link, on = _link_of(registry, model, source)
     fresh = [link.status == "synced", link.deleted_at.is_(None)]
     updated_at = getattr(model, "updated_at", None)
-    if updated_at is not None:
+    if updated_at is not None and options.track_updated:
         fresh.append(link.synced_at >= updated_at)
-    return ~exists().where(*on, and_(*fresh))
+    stale = ~exists().where(*on, and_(*fresh))
+    if options.track_created:
+        return stale
+    _, linked = _link_of(registry, model, source)
+    return and_(exists().where(*linked), stale)
 
 
 def failed_in(

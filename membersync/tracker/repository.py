@@ -110,6 +110,18 @@ async def set_deleted(session: AsyncSession, ref: EntityRef, source: str, at: da
     return bool(getattr(result, "rowcount", 0))
 
 
+async def stamp_deleted(session: AsyncSession, ref: EntityRef, now: datetime) -> list[str]:
+    """Set `deleted_at` on the entity's live links; returns their sources."""
+    result = await session.execute(
+        update(ExternalLink)
+        .where(*_where(ref), ExternalLink.deleted_at.is_(None))
+        .values(deleted_at=now, updated_at=now)
+        .returning(ExternalLink.source)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(result.scalars())
+
+
 async def page(
     session: AsyncSession,
     tenant_id: int,

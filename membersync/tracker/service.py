@@ -135,6 +135,17 @@ class Tracker:
             events.defer(session, events.link_deleted, source, entity=ref)
         return deleted
 
+    async def entity_deleted(self, session: AsyncSession, entity: Any, now: datetime) -> list[str]:
+        """The local entity was deleted: stamp `deleted_at` on its live links and fire `link_deleted` per source
+        (when its type tracks deletions). Returns the sources whose links were stamped."""
+        ref = self.registry.ref(entity)
+        if not self.registry.entity_type(ref.entity_type).options.track_deleted:
+            return []
+        sources = await repository.stamp_deleted(session, ref, now)
+        for source in sources:
+            events.defer(session, events.link_deleted, source, entity=ref)
+        return sources
+
     async def _touch(
         self, session: AsyncSession, ref: EntityRef, source: str, now: datetime, **values: Any
     ) -> ExternalLink:

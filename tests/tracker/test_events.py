@@ -10,11 +10,11 @@ from blinker import Signal
 from sqlalchemy import func, select
 
 from membersync.clock import FrozenClock
-from membersync.models import ExternalLink
+from membersync.models import ExternalLink, Member
 from membersync.runtime import Runtime
 from membersync.testing import FakeSyncProvider
 from membersync.tracker import events
-from membersync.tracker.entities import EntityRef
+from membersync.tracker.entities import EntityRef, TrackOptions
 from membersync.tracker.service import ExternalIdTaken
 from tests.factories import make_member, make_tenant
 
@@ -117,3 +117,39 @@ async def test_a_refused_claim_in_the_same_transaction_keeps_the_earlier_event(
         with pytest.raises(ExternalIdTaken):
             await runtime.tracker.mark_synced(session, bob, "CRM-1", "crm", clock.now())
     assert [(name, payload["entity"].entity_id) for name, _, payload in received] == [("entity_synced", str(ada.id))]
+
+
+async def test_a_local_deletion_stamps_every_live_link_once(
+    runtime: Runtime, clock: FrozenClock, received: list[tuple[str, Any, dict[str, Any]]]
+) -> None:
+    for name in ("crm", "donors"):
+        runtime.providers.register(FakeSyncProvider(name))
+    member = await make_member(runtime, await make_tenant(runtime))
+    async with runtime.unit_of_work() as session:
+        await runtime.tracker.mark_synced(session, member, "CRM-1", "crm", clock.now())
+        await runtime.tracker.mark_synced(session, member, "D-1", "donors", clock.now())
+    received.clear()
+    async with runtime.unit_of_work() as session:
+        assert await runtime.tracker.entity_deleted(session, member, clock.now()) == ["crm", "donors"]
+        assert received == []
+    ref = EntityRef("member", str(member.id), member.tenant_id)
+    assert received == [("link_deleted", "crm", {"entity": ref}), ("link_deleted", "donors", {"entity": ref})]
+    async with runtime.database.read_sessions() as session:
+        assert {link.deleted_at for link in await runtime.tracker.links(session, member)} == {clock.now()}
+        assert not await runtime.tracker.is_synced(session, member)
+    async with runtime.unit_of_work() as session:
+        assert await runtime.tracker.entity_deleted(session, member, clock.now()) == []
+
+
+async def test_an_entity_type_that_does_not_track_deletions_keeps_its_links(
+    runtime: Runtime, clock: FrozenClock, received: list[tuple[str, Any, dict[str, Any]]]
+) -> None:
+    runtime.providers.register(FakeSyncProvider("crm"))
+    runtime.tracker.registry.register_entity(Member, "member", options=TrackOptions(track_deleted=False))
+    member = await make_member(runtime, await make_tenant(runtime))
+    async with runtime.unit_of_work() as session:
+        await runtime.tracker.mark_synced(session, member, "CRM-1", "crm", clock.now())
+        assert await runtime.tracker.entity_deleted(session, member, clock.now()) == []
+    async with runtime.database.read_sessions() as session:
+        assert await runtime.tracker.is_synced(session, member, "crm")
+    assert [name for name, _, _ in received] == ["entity_synced"]
