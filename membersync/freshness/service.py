@@ -132,6 +132,7 @@ async def _record_failure(runtime: Runtime, request: SyncRequest, error: BaseExc
     async with runtime.unit_of_work() as session:
         now = runtime.clock.now()
         await repository.record_profile_failure(session, request.member, request.provider.name, text, now)
+        await runtime.tracker.mark_failed(session, request.member, request.provider.name, text, now)
         await _record(session, request, "failed", started, now, text)
 
 

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from membersync.db.engine import dialect_of
 from membersync.db.upsert import insert_or_update
 from membersync.models import Entitlement, ExternalProfile, MemberMeta, SyncOperation
+from membersync.tracker.bulk import SyncedLink, synced_row, write_synced
+from membersync.tracker.entities import EntityRef
 
 MAX_ERROR_LENGTH = 2000
 ENTITLEMENT_KEY = ["member_id", "source_provider", "resource_id"]
@@ -122,6 +124,18 @@ async def _profiles(session: AsyncSession, items: Sequence[SyncWrites], now: dat
         await session.execute(statement.values(rows))
 
 
+async def _links(session: AsyncSession, items: Sequence[SyncWrites], now: datetime) -> None:
+    """Link each member to the external id its provider gave, in the tracker (the provider is the source)."""
+    by_source: dict[str, dict[tuple[int, int], dict[str, Any]]] = defaultdict(dict)
+    for item in items:
+        if item.external_id is not None:
+            ref = EntityRef("member", str(item.member_id), item.tenant_id)
+            link = SyncedLink(ref, item.external_id)
+            by_source[item.provider][(item.tenant_id, item.member_id)] = synced_row(ref, item.provider, link, now)
+    for source, rows in by_source.items():
+        await write_synced(session, source, list(rows.values()), replace_metadata=False)
+
+
 async def _operations(session: AsyncSession, items: Sequence[SyncWrites], now: datetime) -> None:
     rows = [
         _owned(item)
@@ -133,11 +147,12 @@ async def _operations(session: AsyncSession, items: Sequence[SyncWrites], now: d
 
 
 async def apply_many(session: AsyncSession, items: Sequence[SyncWrites], now: datetime) -> None:
-    """Write the recorded effects of many syncs: revocations, grants, meta, profiles, operation log."""
+    """Write the recorded effects of many syncs: revocations, grants, meta, profiles, tracker links, operation log."""
     if not items:
         return
     await _revoke(session, items)
     await _grant(session, items, now)
     await _meta(session, items, now)
     await _profiles(session, items, now)
+    await _links(session, items, now)
     await _operations(session, items, now)

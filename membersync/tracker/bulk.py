@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from membersync.tracker import repository
+from membersync.tracker import events, repository
 from membersync.tracker.entities import EntityRef, TrackerRegistry
 from membersync.tracker.rules import ExternalIdTaken, check_external_id, check_metadata
 
@@ -36,24 +36,29 @@ def synced_rows(
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for link in links:
         ref = registry.ref(link.entity)
-        rows[(ref.entity_type, ref.entity_id)] = {
-            "tenant_id": ref.tenant_id,
-            "entity_type": ref.entity_type,
-            "entity_id": ref.entity_id,
-            "source": source,
-            "external_id": check_external_id(link.external_id),
-            "synced_at": now,
-            "remote_updated_at": link.remote_updated_at,
-            "status": "synced",
-            "last_error": None,
-            "retry_count": 0,
-            "metadata": None if link.metadata is None else check_metadata(link.metadata),
-            "created_at": now,
-            "updated_at": now,
-            "deleted_at": None,
-        }
+        rows[(ref.entity_type, ref.entity_id)] = synced_row(ref, source, link, now)
     _refuse_shared_external_ids(source, rows.values())
     return list(rows.values())
+
+
+def synced_row(ref: EntityRef, source: str, link: SyncedLink, now: datetime) -> dict[str, Any]:
+    """The checked row of one link; refuses a bad external id or metadata."""
+    return {
+        "tenant_id": ref.tenant_id,
+        "entity_type": ref.entity_type,
+        "entity_id": ref.entity_id,
+        "source": source,
+        "external_id": check_external_id(link.external_id),
+        "synced_at": now,
+        "remote_updated_at": link.remote_updated_at,
+        "status": "synced",
+        "last_error": None,
+        "retry_count": 0,
+        "metadata": None if link.metadata is None else check_metadata(link.metadata),
+        "created_at": now,
+        "updated_at": now,
+        "deleted_at": None,
+    }
 
 
 def _ref(row: dict[str, Any]) -> EntityRef:
@@ -72,8 +77,19 @@ def _refuse_shared_external_ids(source: str, rows: Iterable[dict[str, Any]]) -> 
 async def write_synced(
     session: AsyncSession, source: str, rows: Sequence[dict[str, Any]], replace_metadata: bool
 ) -> list[int]:
-    """Upsert the rows chunk by chunk; returns the links' ids. A chunk refused by the database raises
-    `ExternalIdTaken` when another entity already holds one of its external ids."""
+    """Upsert the rows chunk by chunk and queue `entity_synced` for after the commit; returns the links' ids.
+    A chunk refused by the database raises `ExternalIdTaken` when another entity holds one of its external ids."""
+    ids = await _write_groups(session, source, rows, replace_metadata)
+    if events.entity_synced.receivers:
+        for link in await repository.by_ids(session, ids):
+            ref = EntityRef(link.entity_type, link.entity_id, link.tenant_id)
+            events.defer(session, events.entity_synced, link, entity=ref)
+    return ids
+
+
+async def _write_groups(
+    session: AsyncSession, source: str, rows: Sequence[dict[str, Any]], replace_metadata: bool
+) -> list[int]:
     with_metadata = [row for row in rows if row["metadata"] is not None or replace_metadata]
     without = [row | {"metadata": {}} for row in rows if row["metadata"] is None and not replace_metadata]
     ids: list[int] = []

@@ -90,12 +90,7 @@ class Tracker:
         """
         self.registry.check_source(source)
         rows = synced_rows(self.registry, source, links, now)
-        ids = await write_synced(session, source, rows, replace_metadata)
-        if events.entity_synced.receivers:
-            for link in await repository.by_ids(session, ids):
-                ref = EntityRef(link.entity_type, link.entity_id, link.tenant_id)
-                events.defer(session, events.entity_synced, link, entity=ref)
-        return len(ids)
+        return len(await write_synced(session, source, rows, replace_metadata))
 
     async def mark_failed(
         self, session: AsyncSession, entity: Any, source: str, error: str | BaseException, now: datetime

@@ -62,6 +62,7 @@ async def test_a_provider_raising_part_way_leaves_nothing_written(runtime: Runti
         raise ValueError("response truncated")
 
     provider.on_sync = half_then_fail
+    runtime.providers.register(provider)
     tenant = await make_tenant(runtime)
     member = await make_member(runtime, tenant)
     with pytest.raises(Exception, match="response truncated"):
@@ -169,3 +170,41 @@ async def test_login_syncs_stale_providers_concurrently(runtime: Runtime) -> Non
     member = await make_member(runtime, tenant)
     outcomes = await ensure_fresh_for_login(runtime, tenant, member)
     assert outcomes == {"crm": SyncOutcome.SYNCED, "donors": SyncOutcome.SYNCED}
+
+
+async def test_a_sync_links_the_member_in_the_tracker_and_a_failure_is_counted(runtime: Runtime) -> None:
+    provider = FakeSyncProvider("crm")
+    provider.on_sync = _record_everything
+    runtime.providers.register(provider)
+    tenant = await make_tenant(runtime)
+    member = await make_member(runtime, tenant)
+    request = SyncRequest(tenant=tenant, member=member, provider=provider, kind="manual")
+    assert await sync_member(runtime, request) == SyncOutcome.SYNCED
+    async with runtime.database.read_sessions() as session:
+        found = await runtime.tracker.find_by_external_id(session, tenant.id, "crm-1", "crm", "member")
+        assert found is not None
+        assert found.entity_id == str(member.id)
+
+    async def fail(member: Member, ctx: SyncContext) -> None:
+        raise ValueError("upstream said no")
+
+    provider.on_sync = fail
+    with pytest.raises(Exception, match="upstream said no"):
+        await sync_member(runtime, request)
+    async with runtime.database.read_sessions() as session:
+        [link] = await runtime.tracker.links(session, member)
+    assert (link.status, link.external_id, link.retry_count) == ("failed", "crm-1", 1)
+    assert "upstream said no" in (link.last_error or "")
+
+
+async def test_a_second_member_claiming_a_linked_external_id_fails_alone(runtime: Runtime) -> None:
+    provider = FakeSyncProvider("crm")
+    provider.on_sync = _record_everything
+    runtime.providers.register(provider)
+    tenant = await make_tenant(runtime)
+    first = await make_member(runtime, tenant, "first@example.org")
+    second = await make_member(runtime, tenant, "second@example.org")
+    assert await sync_member(runtime, SyncRequest(tenant, first, provider, kind="manual")) == SyncOutcome.SYNCED
+    with pytest.raises(Exception, match=f"member {first.id}.*member {second.id}"):
+        await sync_member(runtime, SyncRequest(tenant, second, provider, kind="manual"))
+    assert await _count(runtime, MemberMeta) == 1
