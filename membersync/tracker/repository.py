@@ -81,6 +81,36 @@ async def merge_into_metadata_key(session: AsyncSession, link_id: int, key: str,
     )
 
 
+async def entity_id_of(
+    session: AsyncSession, tenant_id: int, source: str, entity_type: str, external_id: str
+) -> str | None:
+    """The id of the entity holding `external_id`: one indexed lookup, no ORM object built."""
+    statement = select(ExternalLink.entity_id).where(
+        ExternalLink.tenant_id == tenant_id,
+        ExternalLink.source == source,
+        ExternalLink.entity_type == entity_type,
+        ExternalLink.external_id == external_id,
+    )
+    return await session.scalar(statement)
+
+
+async def entity_ids_of(
+    session: AsyncSession, tenant_id: int, source: str, entity_type: str, external_ids: list[str]
+) -> dict[str, str]:
+    """External id -> entity id for those of `external_ids` that are linked; one query per 1,000 ids."""
+    found: dict[str, str] = {}
+    for start in range(0, len(external_ids), 1000):
+        statement = select(ExternalLink.external_id, ExternalLink.entity_id).where(
+            ExternalLink.tenant_id == tenant_id,
+            ExternalLink.source == source,
+            ExternalLink.entity_type == entity_type,
+            ExternalLink.external_id.in_(external_ids[start : start + 1000]),
+        )
+        rows = await session.execute(statement)
+        found.update((external_id, entity_id) for external_id, entity_id in rows if external_id is not None)
+    return found
+
+
 async def holder_of(
     session: AsyncSession, tenant_id: int, source: str, entity_type: str, external_id: str
 ) -> ExternalLink | None:

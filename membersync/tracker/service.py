@@ -167,8 +167,20 @@ class Tracker:
         """The local entity linked to `external_id` in `source` (deleted links included: they can revive)."""
         self.registry.check_source(source)
         self.registry.entity_type(entity_type)
-        link = await repository.holder_of(session, tenant_id, source, entity_type, check_external_id(external_id))
-        return None if link is None else EntityRef(link.entity_type, link.entity_id, link.tenant_id)
+        entity_id = await repository.entity_id_of(
+            session, tenant_id, source, entity_type, check_external_id(external_id)
+        )
+        return None if entity_id is None else EntityRef(entity_type, entity_id, tenant_id)
+
+    async def find_many_by_external_id(
+        self, session: AsyncSession, tenant_id: int, external_ids: Iterable[str], source: str, entity_type: str
+    ) -> dict[str, EntityRef]:
+        """`find_by_external_id` for a page of ids at once: the linked ones, by external id."""
+        self.registry.check_source(source)
+        self.registry.entity_type(entity_type)
+        wanted = sorted({check_external_id(external_id) for external_id in external_ids})
+        found = await repository.entity_ids_of(session, tenant_id, source, entity_type, wanted)
+        return {external_id: EntityRef(entity_type, entity_id, tenant_id) for external_id, entity_id in found.items()}
 
     async def sync_status(
         self, session: AsyncSession, tenant_id: int, entity_type: str, entity_id: str, source: str

@@ -163,3 +163,23 @@ async def test_events_fire_per_link_after_commit_only(runtime: Runtime, tracker:
         assert sorted(seen) == sorted(str(member.id) for member in members)
     finally:
         events.entity_synced.disconnect(receiver)
+
+
+async def test_find_many_by_external_id(runtime: Runtime, tracker: Tracker, clock: FrozenClock) -> None:
+    members = await _members(runtime, 3)
+    other = await _members(runtime, 1, slug="other")
+    async with runtime.unit_of_work() as session:
+        page = [SyncedLink(member, f"CRM-{index}") for index, member in enumerate(members + other)]
+        await tracker.mark_synced_many(session, "crm", page, clock.now())
+    tenant_id = members[0].tenant_id
+    async with runtime.database.read_sessions() as session:
+        found = await tracker.find_many_by_external_id(
+            session, tenant_id, ["CRM-0", "CRM-2", "CRM-2", "CRM-3", "missing"], "crm", "member"
+        )
+        assert found == {
+            "CRM-0": EntityRef("member", str(members[0].id), tenant_id),
+            "CRM-2": EntityRef("member", str(members[2].id), tenant_id),
+        }
+        assert await tracker.find_many_by_external_id(session, tenant_id, [], "crm", "member") == {}
+        with pytest.raises(InvalidInput, match="external_id"):
+            await tracker.find_many_by_external_id(session, tenant_id, ["ok", ""], "crm", "member")
