@@ -22,7 +22,7 @@ from _common import (
     seed_tenant,
     temp_database,
 )
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from membersync.assembly import assemble
 from membersync.db.engine import open_sync_engine
@@ -59,6 +59,9 @@ def seed_links(url: str, tenant_id: int, count: int) -> float:
             with engine.begin() as connection:
                 connection.execute(insert(ExternalLink), rows)
             print(f"  seeded {min(start + CHUNK, count):,} links", end="\r", flush=True)
+        # A table this fresh has no planner statistics yet; autovacuum would gather them in production.
+        with engine.begin() as connection:
+            connection.execute(text("ANALYZE external_links"))
     finally:
         engine.dispose()
     print()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, Table, any_, bindparam, case, cast, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase
@@ -133,3 +133,11 @@ def _on_conflict_update(
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=list(conflict), set_=changes, where=where
     )
+
+
+def in_values(dialect: str, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL as `= ANY(array)`, one parameter however many values, so the
+    statement is not re-parsed for every list length."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    return column.in_(values)  # type: ignore[no-any-return]

@@ -1,6 +1,7 @@
 """Tables. Importing this package registers every model on `Base.metadata`."""
 
 from membersync.models.base import Base
+from membersync.models.identity import AuditEntry, Conflict, DuplicatePair
 from membersync.models.job import Job, JobStatus, Lock
 from membersync.models.link import ExternalLink
 from membersync.models.member import Entitlement, ExternalProfile, Member, MemberMeta
@@ -9,7 +10,10 @@ from membersync.models.tenant import ApiToken, Tenant
 
 __all__ = [
     "ApiToken",
+    "AuditEntry",
     "Base",
+    "Conflict",
+    "DuplicatePair",
     "Entitlement",
     "ExternalLink",
     "ExternalProfile",

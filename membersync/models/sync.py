@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from membersync.models.base import Base, BigId, IdMixin
+from membersync.models.base import Base, BigId, IdMixin, JsonValue
 
 
 class SyncRun(IdMixin, Base):
@@ -36,5 +37,7 @@ class SyncOperation(IdMixin, Base):
     status: Mapped[str] = mapped_column(String(16))
     job_id: Mapped[int | None] = mapped_column(BigId)
     error: Mapped[str | None] = mapped_column(String(2000))
+    # Counts, rejected fields and matching decisions of an identity apply, for whoever asks why.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]

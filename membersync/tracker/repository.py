@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
-from membersync.db.upsert import insert_or_update, insert_or_update_many, json_merge_into_key
+from membersync.db.upsert import in_values, insert_or_update, insert_or_update_many, json_merge_into_key
 from membersync.models import ExternalLink
 from membersync.tracker.entities import EntityRef
 
@@ -104,7 +104,7 @@ async def entity_ids_of(
             ExternalLink.tenant_id == tenant_id,
             ExternalLink.source == source,
             ExternalLink.entity_type == entity_type,
-            ExternalLink.external_id.in_(external_ids[start : start + 1000]),
+            in_values(dialect_of(session), ExternalLink.external_id, external_ids[start : start + 1000]),
         )
         rows = await session.execute(statement)
         found.update((external_id, entity_id) for external_id, entity_id in rows if external_id is not None)
