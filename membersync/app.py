@@ -9,6 +9,9 @@ from fastapi import FastAPI
 
 from membersync.api.errors import install_error_handlers
 from membersync.api.limits import BodySizeLimit
+from membersync.audit.endpoints import router as audit_router
+from membersync.conflict.endpoints import router as conflict_router
+from membersync.duplicate.endpoints import router as duplicate_router
 from membersync.login.endpoints import router as login_router
 from membersync.member.endpoints import router as member_router
 from membersync.runtime import Runtime
@@ -31,6 +34,9 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
     app.include_router(member_router)
     app.include_router(login_router)
     app.include_router(tracker_router)
+    app.include_router(conflict_router)
+    app.include_router(audit_router)
+    app.include_router(duplicate_router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

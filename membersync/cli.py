@@ -19,8 +19,11 @@ from sqlalchemy.exc import OperationalError
 from membersync.app import create_app
 from membersync.assembly import assemble
 from membersync.config import Settings
+from membersync.conflict import service as conflict_service
+from membersync.conflict.schemas import Resolution
 from membersync.db import migrate
 from membersync.demo import run_demo
+from membersync.duplicate import service as duplicate_service
 from membersync.errors import InvalidInput, MembersyncError
 from membersync.freshness.tasks import MEMBER_SYNC
 from membersync.jobs import ledger, outbox
@@ -48,10 +51,12 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 jobs_app = typer.Typer(help="The job ledger.", no_args_is_help=True)
+conflicts_app = typer.Typer(help="Fields waiting for a person to decide.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(token_app, name="token")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(conflicts_app, name="conflicts")
 
 JOB_STATUSES = [status.value for status in JobStatus]
 MAX_NAME_LENGTH = 255
@@ -228,6 +233,96 @@ def jobs_retry_failed() -> None:
             for queue_name, ids in by_queue.items():
                 outbox.defer(session, queue_name, ids)
         console.print(f"re-queued {sum(len(ids) for ids in by_queue.values())} failed jobs")
+
+    _with_runtime(work)
+
+
+@app.command("dedupe")
+def dedupe(tenant: Annotated[str, typer.Option(help="Tenant slug.")]) -> None:
+    """Find possible duplicate members of a tenant (by blocking keys, not every pair) for review."""
+
+    async def work(runtime: Runtime) -> None:
+        with Progress(
+            TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
+        ) as bar:
+            task = bar.add_task("loading members", total=None)
+
+            def progress(stage: str, members: int) -> None:
+                bar.update(
+                    task, description="comparing within blocks" if stage == "loaded" else "done", completed=members
+                )
+
+            async with runtime.unit_of_work() as session:
+                found = await tenant_service.get_by_slug(session, tenant)
+                summary = await duplicate_service.scan(session, found.id, runtime.clock.now(), progress=progress)
+        console.print(
+            f"scanned {summary.members} members: {summary.pairs} possible duplicate pairs, {summary.new_pairs} new "
+            "(review them at GET /v1/duplicates)"
+        )
+
+    _with_runtime(work)
+
+
+CONFLICT_STATUSES = list(conflict_service.STATUSES)
+
+
+@conflicts_app.command("list")
+def conflicts_list(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    status: Annotated[str, typer.Option(help=f"One of: {', '.join(CONFLICT_STATUSES)}.")] = "pending",
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """List a tenant's conflicts, oldest first."""
+    if status not in CONFLICT_STATUSES:
+        raise InvalidInput(f"unknown conflict status {status!r}: use one of {', '.join(CONFLICT_STATUSES)}")
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.database.read_sessions() as session:
+            found = await tenant_service.get_by_slug(session, tenant)
+            items, _ = await conflict_service.list_conflicts(session, found.id, cursor=None, limit=limit, status=status)
+        table = Table("id", "member", "field", "source", "current", "incoming", "reason", "status")
+        for item in items:
+            cells = (item.id, item.member_id, item.field, item.source, item.current_value, item.incoming_value)
+            table.add_row(*(Text(str(cell)[:60]) for cell in (*cells, item.reason, item.status)))
+        console.print(table)
+
+    _with_runtime(work)
+
+
+@conflicts_app.command("resolve")
+def conflicts_resolve(
+    conflict_id: Annotated[int, typer.Argument(min=1, max=2**63 - 1)],
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the member's current value.")] = False,
+    accept: Annotated[bool, typer.Option("--accept", help="Take the incoming value.")] = False,
+    value: Annotated[str | None, typer.Option("--set", help="Set this value instead.")] = None,
+) -> None:
+    """Settle a conflict: exactly one of --keep, --accept or --set VALUE."""
+    options: list[tuple[Resolution, bool]] = [
+        ("keep_current", keep),
+        ("accept_incoming", accept),
+        ("set_value", value is not None),
+    ]
+    chosen = [name for name, on in options if on]
+    if len(chosen) != 1:
+        raise InvalidInput("resolution: give exactly one of --keep, --accept or --set VALUE")
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.unit_of_work() as session:
+            found = await tenant_service.get_by_slug(session, tenant)
+            conflict = await conflict_service.resolve(
+                session,
+                found.id,
+                conflict_id,
+                chosen[0],
+                runtime.clock.now(),
+                actor="cli",
+                value=value,
+            )
+        console.print(
+            f"conflict {conflict.id} resolved ({conflict.resolution}): {conflict.field} = {conflict.resolved_value!r}",
+            markup=False,
+        )
 
     _with_runtime(work)
 

@@ -34,3 +34,11 @@ async def get_tenant(
 
 
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
+
+
+def get_actor(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    """Who the audit trail names for a request: the API token, by its stored prefix (never the secret)."""
+    return f"token:{credentials.credentials[:10]}" if credentials is not None else "anonymous"
+
+
+ActorDep = Annotated[str, Depends(get_actor)]

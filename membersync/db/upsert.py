@@ -66,17 +66,23 @@ def insert_or_update(
     where: Any = None,
     merge_json: Sequence[str] = (),
     increment: Sequence[str] = (),
+    index_where: Any = None,
 ) -> Insert:
     """`INSERT … ON CONFLICT (conflict) DO UPDATE SET` the `update` columns to the inserted values.
 
-    With `where`, the existing row is updated only when that condition holds on it.
+    With `where`, the existing row is updated only when that condition holds on it; `where` may be a function
+    of the incoming row (`excluded`). `index_where` names a partial unique index by its condition.
     """
     table = model.__table__
     assert isinstance(table, Table)
     statement: Any = _dialect_insert(dialect, table)
     if values:
         statement = statement.values(**values)
-    return _on_conflict_update(dialect, table, statement, conflict, update, where, merge_json, increment)
+    if callable(where):
+        where = where(statement.excluded)
+    return _on_conflict_update(
+        dialect, table, statement, conflict, update, where, merge_json, increment, index_where=index_where
+    )
 
 
 def insert_or_update_many(
@@ -124,6 +130,7 @@ def _on_conflict_update(
     where: Any,
     merge_json: Sequence[str],
     increment: Sequence[str],
+    index_where: Any = None,
 ) -> Insert:
     changes = {column: statement.excluded[column] for column in update}
     for column in merge_json:
@@ -131,7 +138,7 @@ def _on_conflict_update(
     for column in increment:
         changes[column] = table.c[column] + statement.excluded[column]
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
-        index_elements=list(conflict), set_=changes, where=where
+        index_elements=list(conflict), index_where=index_where, set_=changes, where=where
     )
 
 

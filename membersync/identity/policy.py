@@ -127,6 +127,8 @@ def order_key(changed_at: datetime | None, source: str | None, value: Any) -> tu
 def _newer(current: Current, incoming: FieldValue) -> bool:
     if current.changed_at is None:
         return True
+    if incoming.changed_at != current.changed_at:
+        return incoming.changed_at > current.changed_at
     mine = order_key(incoming.changed_at, incoming.source, incoming.value)
     return mine > order_key(current.changed_at, current.source, current.value)
 

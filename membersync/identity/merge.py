@@ -1,0 +1,71 @@
+"""Applying one normalised record to one member's state, field by field under the merge policies. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from membersync.identity.policy import FieldDecision, MergePolicies, Outcome, decide_field
+from membersync.identity.schemas import FieldValue, NormalisedRecord
+from membersync.identity.state import MemberState
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field that changed value: what the audit trail records."""
+
+    field: str
+    before: Any
+    after: Any
+    source: str
+
+
+@dataclass(frozen=True)
+class OpenConflict:
+    """A field the policy left to a person: the member's value and the incoming one."""
+
+    field: str
+    current: Any
+    incoming: FieldValue
+    reason: str
+
+
+@dataclass
+class MergeResult:
+    changes: list[Change] = field(default_factory=list)
+    conflicts: list[OpenConflict] = field(default_factory=list)
+    kept: list[FieldDecision] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def merge_record(state: MemberState, record: NormalisedRecord, policies: MergePolicies) -> MergeResult:
+    """Decide every incoming field against the member's current value and apply what the policies allow."""
+    result = MergeResult()
+    for name in sorted(record.values):
+        incoming = record.values[name]
+        current = state.current(name)
+        decision = decide_field(name, current, incoming, policies.for_field(name))
+        if decision.outcome is Outcome.APPLY:
+            result.changes.append(Change(name, current.value, incoming.value, incoming.source))
+            state.set(name, incoming.value, incoming.source, incoming.changed_at)
+        elif decision.outcome is Outcome.TOUCH:
+            state.touch(incoming.source, name, incoming.changed_at)
+        elif decision.outcome is Outcome.CONFLICT:
+            result.conflicts.append(OpenConflict(name, current.value, incoming, decision.reason))
+        elif decision.outcome is Outcome.KEEP:
+            result.kept.append(decision)
+    return result
+
+
+def new_member(record: NormalisedRecord) -> tuple[MemberState, MergeResult]:
+    """The state of a member created from `record`, every value applied."""
+    state = MemberState(None, {}, {})
+    result = MergeResult()
+    for name in sorted(record.values):
+        incoming = record.values[name]
+        state.set(name, incoming.value, incoming.source, incoming.changed_at)
+        result.changes.append(Change(name, None, incoming.value, incoming.source))
+    return state, result

@@ -1,0 +1,236 @@
+"""`apply_records` on SQLite and PostgreSQL: one path from a page of records to members, audit and conflicts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+
+from membersync.errors import InvalidInput
+from membersync.identity.policy import MergePolicies
+from membersync.identity.schemas import MappedRecord
+from membersync.identity.service import ApplyResult, IdentityOptions, apply_records
+from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation, Tenant
+from membersync.runtime import Runtime
+from tests.factories import make_tenant
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def tenant(runtime: Runtime) -> Tenant:
+    runtime.tracker.registry.register_source("crm")
+    runtime.tracker.registry.register_source("patreon")
+    return await make_tenant(runtime)
+
+
+def _record(external_id: str | None, minutes: int = 0, **values: Any) -> MappedRecord:
+    return MappedRecord(values=values, external_id=external_id, changed_at=T0 + timedelta(minutes=minutes))
+
+
+async def _apply(
+    runtime: Runtime, tenant: Tenant, records: list[MappedRecord], source: str = "crm", **kwargs: Any
+) -> ApplyResult:
+    async with runtime.unit_of_work() as session:
+        return await apply_records(session, runtime.tracker, tenant.id, source, records, runtime.clock.now(), **kwargs)
+
+
+async def _all(runtime: Runtime, model: type[Any]) -> list[Any]:
+    async with runtime.database.read_sessions() as session:
+        return list((await session.scalars(select(model).order_by(model.id))).all())
+
+
+async def test_new_records_create_members_links_and_audit(runtime: Runtime, tenant: Tenant) -> None:
+    result = await _apply(
+        runtime,
+        tenant,
+        [
+            _record("C-1", email="Ada@Example.org ", full_name="Ada Lovelace", phone="020 7946 0018"),
+            _record("C-2", email="grace@example.org", given_name="Grace", family_name="Hopper"),
+        ],
+    )
+    assert (result.created, result.updated, result.unchanged, result.rejected) == (2, 0, 0, 0)
+    ada, grace = await _all(runtime, Member)
+    assert (ada.email, ada.given_name, ada.family_name, ada.phone) == (
+        "ada@example.org",
+        "Ada",
+        "Lovelace",
+        "+442079460018",
+    )
+    assert grace.name == "Grace Hopper"
+    assert result.member_ids == (ada.id, grace.id)
+    async with runtime.database.read_sessions() as session:
+        found = await runtime.tracker.find_by_external_id(session, tenant.id, "C-2", "crm", "member")
+    assert found is not None
+    assert found.entity_id == str(grace.id)
+    audit = await _all(runtime, AuditEntry)
+    assert {(entry.member_id, entry.field) for entry in audit} >= {(ada.id, "email"), (grace.id, "given_name")}
+    assert all(entry.before is None and entry.operation_id == result.operation_id for entry in audit)
+
+
+async def test_the_same_page_again_changes_nothing(runtime: Runtime, tenant: Tenant) -> None:
+    page = [_record("C-1", email="ada@example.org", full_name="Ada Lovelace")]
+    await _apply(runtime, tenant, page)
+    audit_before = len(await _all(runtime, AuditEntry))
+    again = await _apply(runtime, tenant, page)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 1)
+    assert len(await _all(runtime, AuditEntry)) == audit_before
+
+
+async def test_a_newer_value_updates_and_is_audited(runtime: Runtime, tenant: Tenant) -> None:
+    await _apply(runtime, tenant, [_record("C-1", email="ada@example.org", membership_tier="silver")])
+    result = await _apply(runtime, tenant, [_record("C-1", minutes=5, membership_tier="gold")])
+    older = await _apply(runtime, tenant, [_record("C-1", minutes=1, membership_tier="bronze")])
+    assert (result.updated, older.unchanged) == (1, 1)
+    [member] = await _all(runtime, Member)
+    assert member.tier == "gold"
+    tier_entries = [
+        (entry.before, entry.after) for entry in await _all(runtime, AuditEntry) if entry.field == "membership_tier"
+    ]
+    assert tier_entries == [(None, "silver"), ("silver", "gold")]
+    async with runtime.database.read_sessions() as session:
+        operation = await session.get(SyncOperation, older.operation_id)
+    assert operation is not None
+    assert operation.details is not None
+    assert operation.details["kept"] == [
+        {"record": 0, "field": "membership_tier", "reason": "older than the current value"}
+    ]
+
+
+async def test_an_email_change_waits_in_a_conflict_that_newer_values_supersede(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    await _apply(runtime, tenant, [_record("C-1", email="ada@example.org", full_name="Ada Lovelace")])
+    first = await _apply(runtime, tenant, [_record("C-1", minutes=1, email="ada@new.example", phone="+442079460018")])
+    await _apply(runtime, tenant, [_record("C-1", minutes=2, email="ada@newer.example")])
+    await _apply(runtime, tenant, [_record("C-1", minutes=1, email="ada@stale.example")])
+    assert (first.conflicted, first.updated) == (1, 0)
+    [member] = await _all(runtime, Member)
+    assert (member.email, member.phone) == ("ada@example.org", "+442079460018")
+    [conflict] = await _all(runtime, Conflict)
+    assert (conflict.field, conflict.current_value, conflict.incoming_value, conflict.status) == (
+        "email",
+        "ada@example.org",
+        "ada@newer.example",
+        "pending",
+    )
+
+
+async def test_a_record_without_email_for_a_new_member_is_rejected_alone(runtime: Runtime, tenant: Tenant) -> None:
+    result = await _apply(
+        runtime,
+        tenant,
+        [
+            _record("C-1", full_name="No Email"),
+            _record("C-2", email="not an email", full_name="Bad Email"),
+            _record("C-3", email="ok@example.org", phone="not a phone", time_zone="Mars/Olympus"),
+        ],
+    )
+    assert (result.created, result.rejected, result.rejected_fields) == (1, 2, 3)
+    [member] = await _all(runtime, Member)
+    assert (member.email, member.phone, member.time_zone) == ("ok@example.org", None, None)
+    async with runtime.database.read_sessions() as session:
+        operation = await session.get(SyncOperation, result.operation_id)
+    assert operation is not None
+    assert operation.details is not None
+    assert {entry["field"] for entry in operation.details["rejected_fields"]} == {"email", "phone", "time_zone"}
+    assert [entry["record"] for entry in operation.details["rejected_records"]] == [0, 1]
+
+
+async def test_phone_and_fuzzy_name_matches(runtime: Runtime, tenant: Tenant) -> None:
+    await _apply(
+        runtime,
+        tenant,
+        [_record("C-1", email="ada@example.org", given_name="Ada", family_name="Lovelace", phone="+442079460018")],
+    )
+    by_phone = await _apply(
+        runtime, tenant, [_record("P-1", email=None, phone="+442079460018", membership_tier="gold")], source="patreon"
+    )
+    assert by_phone.updated == 1
+    maybe = await _apply(
+        runtime,
+        tenant,
+        [_record("P-2", email="a.lovelace@elsewhere.example", given_name="Ada", family_name="Lovelace")],
+        source="patreon",
+    )
+    assert (maybe.created, maybe.possible_duplicates) == (1, 1)
+    [pair] = await _all(runtime, DuplicatePair)
+    assert pair.reasons
+    assert pair.status == "pending"
+
+
+async def test_tenants_never_match_each_other(runtime: Runtime, tenant: Tenant) -> None:
+    other = await make_tenant(runtime, "other")
+    await _apply(runtime, tenant, [_record("C-1", email="ada@example.org")])
+    result = await _apply(runtime, other, [_record("C-1", email="ada@example.org")])
+    assert result.created == 1
+    assert {member.tenant_id for member in await _all(runtime, Member)} == {tenant.id, other.id}
+
+
+async def test_a_page_takes_a_bounded_number_of_queries(runtime: Runtime, tenant: Tenant) -> None:
+    page = [_record(f"C-{n}", email=f"m{n}@example.org", full_name=f"Member Number{n}", phone=None) for n in range(300)]
+    await _apply(runtime, tenant, page[:150])
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    engine = runtime.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        result = await _apply(runtime, tenant, page)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert (result.created, result.unchanged) == (150, 150)
+    assert len(statements) <= 15, statements
+
+
+async def test_policies_are_configurable(runtime: Runtime, tenant: Tenant) -> None:
+    options = IdentityOptions(policies=MergePolicies.from_dict({"fields": {"email": "newest_wins"}}))
+    await _apply(runtime, tenant, [_record("C-1", email="ada@example.org")], options=options)
+    result = await _apply(runtime, tenant, [_record("C-1", minutes=1, email="ada@new.example")], options=options)
+    assert result.updated == 1
+    [member] = await _all(runtime, Member)
+    assert member.email == "ada@new.example"
+
+
+async def test_too_many_records_or_an_unknown_source_are_refused(runtime: Runtime, tenant: Tenant) -> None:
+    with pytest.raises(InvalidInput, match="records: at most"):
+        await _apply(runtime, tenant, [_record(None, email="x@example.org")] * 5001)
+    with pytest.raises(InvalidInput, match="source"):
+        await _apply(runtime, tenant, [_record(None, email="x@example.org")], source="nowhere")
+    async with runtime.database.read_sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Member)) == 0
+
+
+async def test_hostile_values_are_rejected_with_reasons_and_nothing_else_is_lost(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    await _apply(runtime, tenant, [_record("C-1", email="ada@example.org", full_name="Ada Lovelace")])
+    result = await _apply(
+        runtime,
+        tenant,
+        [
+            _record(
+                "C-1",
+                minutes=1,
+                email="ada@ex\u0430mple.org",  # a Cyrillic a
+                full_name="x" * 1_000_000,
+                membership_status="s" * 40,
+                phone=["+44"],
+                time_zone=42,
+                consent_email="perhaps",
+                membership_tier="gold",
+            )
+        ],
+    )
+    assert (result.updated, result.rejected_fields) == (1, 6)
+    [member] = await _all(runtime, Member)
+    assert (member.email, member.name, member.tier, member.status) == (
+        "ada@example.org",
+        "Ada Lovelace",
+        "gold",
+        "active",
+    )
