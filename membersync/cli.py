@@ -242,18 +242,17 @@ def dedupe(tenant: Annotated[str, typer.Option(help="Tenant slug.")]) -> None:
     """Find possible duplicate members of a tenant (by blocking keys, not every pair) for review."""
 
     async def work(runtime: Runtime) -> None:
-        with Progress(
-            TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
-        ) as bar:
+        async with runtime.database.read_sessions() as session:
+            found = await tenant_service.get_by_slug(session, tenant)
+        columns = (TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err_console) as bar:
             task = bar.add_task("loading members", total=None)
 
             def progress(stage: str, members: int) -> None:
-                bar.update(
-                    task, description="comparing within blocks" if stage == "loaded" else "done", completed=members
-                )
+                description = "comparing within blocks" if stage == "loaded" else "done"
+                bar.update(task, description=description, completed=members)
 
             async with runtime.unit_of_work() as session:
-                found = await tenant_service.get_by_slug(session, tenant)
                 summary = await duplicate_service.scan(session, found.id, runtime.clock.now(), progress=progress)
         console.print(
             f"scanned {summary.members} members: {summary.pairs} possible duplicate pairs, {summary.new_pairs} new "

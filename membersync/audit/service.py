@@ -15,7 +15,7 @@ async def history(
 ) -> tuple[list[AuditEntry], str | None]:
     """Audit entries of one member of the tenant, newest first; 404 for a member of another tenant."""
     await get_member(session, tenant_id, member_id)
-    before = decode_cursor(cursor) or MAX_ID + 1
+    before = decode_cursor(cursor) or MAX_ID
     statement = (
         select(AuditEntry)
         .where(AuditEntry.member_id == member_id, AuditEntry.tenant_id == tenant_id, AuditEntry.id < before)

@@ -75,6 +75,7 @@ async def resolve(
         chosen = await _write_value(session, conflict, checked, LOCAL_SOURCE, now, actor)
     else:
         chosen = conflict.current_value
+        await _remember_declined(session, conflict, now)
     conflict.status, conflict.resolution, conflict.resolved_value = "resolved", resolution, chosen
     conflict.resolved_by, conflict.resolved_at, conflict.updated_at = actor, now, now
     await session.flush()
@@ -109,6 +110,17 @@ async def _write_value(
     if before != value:
         await identity_repository.insert_audit(session, [_audit(conflict, before, value, source, now, actor)])
     return value
+
+
+async def _remember_declined(session: AsyncSession, conflict: Conflict, now: datetime) -> None:
+    """Keep what was declined, so the same value from the same source does not ask again."""
+    member = await repository.member_for_update(session, conflict.member_id)
+    if member is None:
+        raise NotFound(f"member {conflict.member_id} not found")
+    state = state_of(member)
+    state.decline(conflict.field, conflict.source, conflict.incoming_value)
+    row = column_values(state) | {"name_key": name_key(state.values), "updated_at": now, "id": member.id}
+    await identity_repository.update_members(session, [row])
 
 
 def _audit(conflict: Conflict, before: Any, after: Any, source: str, now: datetime, actor: str) -> dict[str, Any]:

@@ -30,12 +30,17 @@ async def list_pairs(
 
 @router.post("/{pair_id}/merge", response_model=MergeOut)
 async def merge_pair(
-    pair_id: PairId, body: MergePair, tenant: TenantDep, runtime: RuntimeDep, actor: ActorDep
+    pair_id: PairId, tenant: TenantDep, runtime: RuntimeDep, actor: ActorDep, body: MergePair | None = None
 ) -> MergeOut:
     """Merge the pair into one member (the older unless `survivor_id` names the other); audited."""
     async with runtime.unit_of_work() as session:
         summary = await service.merge(
-            session, tenant.id, pair_id, runtime.clock.now(), actor=actor, survivor_id=body.survivor_id
+            session,
+            tenant.id,
+            pair_id,
+            runtime.clock.now(),
+            actor=actor,
+            survivor_id=body.survivor_id if body else None,
         )
     return MergeOut(
         survivor_id=summary.survivor_id, merged_id=summary.merged_id, fields_filled=list(summary.fields_filled)

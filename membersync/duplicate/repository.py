@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
@@ -107,16 +107,40 @@ async def _move_unique(
     await session.execute(update(model).where(owner == loser).values({owner: survivor}), execution_options=NO_SYNC)
 
 
+async def shared_link_sources(session: AsyncSession, tenant_id: int, first: int, second: int) -> list[str]:
+    """Sources where both members have a live link."""
+    statement = (
+        select(ExternalLink.source)
+        .where(
+            ExternalLink.tenant_id == tenant_id,
+            ExternalLink.entity_type == "member",
+            ExternalLink.entity_id.in_([str(first), str(second)]),
+            ExternalLink.deleted_at.is_(None),
+        )
+        .group_by(ExternalLink.source)
+        .having(func.count() > 1)
+        .order_by(ExternalLink.source)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+async def drop_other_pairs(session: AsyncSession, member_id: int, keep_pair_id: int) -> None:
+    """Pairs of a member about to be merged away, other than the one being merged: they asked about it."""
+    involved = or_(DuplicatePair.first_member_id == member_id, DuplicatePair.second_member_id == member_id)
+    await session.execute(
+        delete(DuplicatePair).where(involved, DuplicatePair.id != keep_pair_id), execution_options=NO_SYNC
+    )
+
+
 async def _move_links(session: AsyncSession, loser: int, survivor: int) -> None:
     mine = ExternalLink.entity_type == "member"
+    # Only a link the source deleted can clash here (live ones in a shared source refuse the merge), and one
+    # member has one link per source: the survivor's stays.
     survivor_sources = select(ExternalLink.source).where(mine, ExternalLink.entity_id == str(survivor))
-    # One link per member and source: where both have one, the loser's is dropped (its id is kept in the audit).
-    await session.execute(
-        delete(ExternalLink).where(
-            mine, ExternalLink.entity_id == str(loser), ExternalLink.source.in_(survivor_sources)
-        ),
-        execution_options=NO_SYNC,
+    clashing = delete(ExternalLink).where(
+        mine, ExternalLink.entity_id == str(loser), ExternalLink.source.in_(survivor_sources)
     )
+    await session.execute(clashing, execution_options=NO_SYNC)
     await session.execute(
         update(ExternalLink).where(mine, ExternalLink.entity_id == str(loser)).values(entity_id=str(survivor)),
         execution_options=NO_SYNC,

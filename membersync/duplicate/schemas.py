@@ -9,8 +9,8 @@ class DuplicatePairOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    first_member_id: int
-    second_member_id: int
+    first_member_id: int | None
+    second_member_id: int | None
     score: float
     reasons: list[str]
     status: str

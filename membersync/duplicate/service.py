@@ -19,7 +19,7 @@ from membersync.identity.service import name_key
 from membersync.identity.state import MemberState, column_values, state_of
 from membersync.models import DuplicatePair, Member
 
-STATUSES = ("pending", "dismissed")
+STATUSES = ("pending", "dismissed", "merged")
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,8 @@ async def merge(
     """One person: the other member's links, profiles, entitlements, meta, history and conflicts move to the
     survivor (the older member unless named), its values fill the survivor's empty fields, and it is deleted."""
     pair = await _pending_pair(session, tenant_id, pair_id)
+    if pair.first_member_id is None or pair.second_member_id is None:
+        raise ConflictError(f"duplicate pair {pair_id}: one of its members no longer exists")
     ids = [pair.first_member_id, pair.second_member_id]
     survivor_id = survivor_id or min(ids)
     if survivor_id not in ids:
@@ -117,7 +119,17 @@ async def merge(
     loser_id = ids[1] if survivor_id == ids[0] else ids[0]
     members = await repository.members_for_update(session, tenant_id, ids)
     survivor, loser = members[survivor_id], members[loser_id]
+    shared = await repository.shared_link_sources(session, tenant_id, loser_id, survivor_id)
+    if shared:
+        # Each is a separate record there: merged here, the next pull would bring the other one back.
+        raise ConflictError(
+            f"members {survivor_id} and {loser_id} are both linked in {', '.join(shared)}: merge the records "
+            "there first, or delete one member's link"
+        )
     filled = _fill(state := state_of(survivor), state_of(loser))
+    pair.status, pair.resolved_by, pair.resolved_at, pair.updated_at = "merged", actor, now, now
+    await session.flush()
+    await repository.drop_other_pairs(session, loser_id, pair.id)
     await repository.move_records(session, loser_id, survivor_id)
     await repository.delete_member(session, loser_id)
     row = column_values(state) | {"name_key": name_key(state.values), "updated_at": now, "id": survivor_id}

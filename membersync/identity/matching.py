@@ -19,15 +19,17 @@ Blocking keys (see `blocking_keys`) put likely-same people together:
 
 `find_duplicates` compares members only within a block, and only pairs whose names can reach the review
 threshold, a filter run in C by `rapidfuzz.process.extract` with a `score_cutoff` (members with equal emails
-are paired separately, as they score 1.0 whatever their names). A block of more than `max_block_size` members
-(thousands of "Smith J") is sorted by name and each member is compared only with the `max_block_size` members
-after it (a sorted neighbourhood), so the work is bounded by members x keys x `max_block_size`; pairs in such a
-block that also share a phone, postal code or email are still compared in those smaller blocks. An email shared
-by more than `max_block_size` members is paired the same bounded way, in member id order.
+share an extra block whose pairs all go to scoring, as they score 1.0 whatever their names). A block of more than
+`max_block_size` members (thousands of "Smith J") is sorted by name and each member is compared only with the
+`max_block_size` members either side of it (a sorted neighbourhood), so the work is bounded by members x keys x
+`max_block_size`; pairs in such a block that also share a phone, postal code or email are still compared in those
+smaller blocks. Members are visited in member id order and each one's pairs are deduplicated before scoring, so
+memory stays bounded by the blocks, not by the number of pairs.
 """
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
@@ -110,6 +112,15 @@ class _Profile:
     postal: str | None
 
 
+@dataclass(slots=True)
+class _Block:
+    order: list[int]
+    sorted_names: list[str]
+    ordered_names: list[str]
+    position: dict[int, int] | None
+    is_email: bool
+
+
 def decide(
     record: NormalisedRecord,
     *,
@@ -185,21 +196,12 @@ def find_duplicates(
 ) -> Iterator[DuplicatePair]:
     """Yield each pair of members sharing a blocking key that `score_pair` scores at `thresholds.review` or more.
 
-    Each pair is yielded once, lower member id first. Blocks of more than `max_block_size` members are compared
-    in a sorted neighbourhood of that width (see the module docstring).
+    Each pair is yielded once, lower member id first, ordered by (first_id, second_id). Blocks of more than
+    `max_block_size` members are compared in a sorted neighbourhood of that width (see the module docstring).
     """
     if max_block_size < 1:
         raise ValueError(f"max_block_size must be at least 1, got {max_block_size}")
     return _find_duplicates(sorted(candidates, key=lambda c: c.member_id), thresholds, max_block_size)
-
-
-@dataclass(frozen=True)
-class _Block:
-    order: list[int]
-    sorted_names: list[str]
-    ordered_names: list[str]
-    position: dict[int, int] | None
-    is_email: bool
 
 
 def _find_duplicates(people: list[Candidate], thresholds: Thresholds, window: int) -> Iterator[DuplicatePair]:
@@ -220,7 +222,6 @@ def _find_duplicates(people: list[Candidate], thresholds: Thresholds, window: in
 
 
 def _blocks(people: list[Candidate], profiles: list[_Profile], window: int) -> list[list[_Block]]:
-    """The blocks each member is in, keeping only blocks of two or more members."""
     members: dict[str, list[int]] = {}
     for index, (person, profile) in enumerate(zip(people, profiles, strict=True)):
         keys = blocking_keys(
@@ -256,7 +257,6 @@ def _block(indices: list[int], profiles: list[_Profile], window: int, *, is_emai
 
 
 def _block_hits(first: int, block: _Block, profile: _Profile, cutoff: float, window: int) -> list[int]:
-    """Members after `first` in `block` whose names may reach the cutoff (all of them in an email block)."""
     if block.position is None:
         start, stop = bisect_right(block.order, first), len(block.order)
     else:
@@ -321,10 +321,13 @@ def _score(first: _Profile, second: _Profile, thresholds: Thresholds) -> tuple[f
     reasons = [f"name similarity {similarity:.2f} (token sort ratio)", *_second_signals(first, second)]
     if len(reasons) > 1:
         return similarity, tuple(reasons)
+    # A name alone proves little (how many John Smiths has a club?): only a near-identical name is worth a
+    # person's review, and never an automatic merge; anything less is not reported at all.
     cap = max(0.0, thresholds.auto_merge - _CAP_MARGIN)
-    if similarity > cap:
+    if similarity >= thresholds.auto_merge:
         return cap, (*reasons, f"no second signal: score capped at {cap:.2f}")
-    return similarity, (*reasons, "no second signal")
+    floor = max(0.0, thresholds.review - _CAP_MARGIN)
+    return min(similarity, floor), (*reasons, "no second signal and not a near-identical name")
 
 
 def _name_similarity(first: _Profile, second: _Profile) -> float:
@@ -435,6 +438,7 @@ def _name_keys(given: str, family: str, postal: str | None) -> set[str]:
     return keys
 
 
+@functools.lru_cache(maxsize=200_000)
 def _fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
     kept = (

@@ -46,6 +46,9 @@ def merge_record(state: MemberState, record: NormalisedRecord, policies: MergePo
     result = MergeResult()
     for name in sorted(record.values):
         incoming = record.values[name]
+        if state.declined(name) == {"source": incoming.source, "value": incoming.value}:
+            result.kept.append(FieldDecision(name, Outcome.KEEP, incoming, "declined in review"))
+            continue
         current = state.current(name)
         decision = decide_field(name, current, incoming, policies.for_field(name))
         if decision.outcome is Outcome.APPLY:

@@ -129,8 +129,9 @@ def _newer(current: Current, incoming: FieldValue) -> bool:
         return True
     if incoming.changed_at != current.changed_at:
         return incoming.changed_at > current.changed_at
-    mine = order_key(incoming.changed_at, incoming.source, incoming.value)
-    return mine > order_key(current.changed_at, current.source, current.value)
+    if incoming.source != current.source:
+        return incoming.source > (current.source or "")
+    return order_key(None, None, incoming.value) > order_key(None, None, current.value)
 
 
 def decide_field(name: str, current: Current, incoming: FieldValue, policy: FieldPolicy) -> FieldDecision:

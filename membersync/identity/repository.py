@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from membersync.db.engine import dialect_of
 from membersync.db.upsert import in_values, insert_or_ignore, insert_or_update
 from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation
+from membersync.models.identity import PENDING_ONLY
 
 MEMBER_COLUMNS = [
     "email",
@@ -89,7 +90,6 @@ async def upsert_conflicts(session: AsyncSession, rows: list[dict[str, Any]]) ->
     """Open conflicts; a pending one for the same member and field takes the newer incoming value."""
     if not rows:
         return
-    pending = Conflict.status == "pending"
     statement = insert_or_update(
         dialect_of(session),
         Conflict,
@@ -97,7 +97,7 @@ async def upsert_conflicts(session: AsyncSession, rows: list[dict[str, Any]]) ->
         {},
         ["source", "incoming_value", "incoming_changed_at", "current_value", "reason", "updated_at"],
         where=lambda incoming: Conflict.incoming_changed_at <= incoming.incoming_changed_at,
-        index_where=pending,
+        index_where=PENDING_ONLY,
     )
     await session.execute(statement, rows)
 

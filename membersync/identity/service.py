@@ -145,14 +145,15 @@ async def _load(
     external_ids = [record.external_id for record in records if record.external_id]
     found = await tracker.find_many_by_external_id(session, tenant_id, external_ids, source, "member")
     linked = {external_id: int(ref.entity_id) for external_id, ref in found.items()}
-    name_keys = {key for record in records for key in _name_keys_of(record.value)}
+    # A linked record is that member: only unlinked ones need phone and name candidates.
+    unlinked = [record for record in records if (record.external_id or "") not in linked]
     rows = await repository.candidates(
         session,
         tenant_id,
         ids=sorted(set(linked.values())),
         emails=sorted({record.value("email") for record in records if record.value("email")}),
-        phones=sorted({record.value("phone") for record in records if record.value("phone")}),
-        name_keys=sorted(name_keys),
+        phones=sorted({record.value("phone") for record in unlinked if record.value("phone")}),
+        name_keys=sorted({key for record in unlinked for key in _name_keys_of(record.value)}),
     )
     return _Page(tenant_id, source, options, {row.id: row for row in rows}, linked)
 

@@ -38,6 +38,13 @@ class MemberState:
         at = source.get("at")
         return Current(self.values.get(name), source.get("source"), datetime.fromisoformat(at) if at else None)
 
+    def declined(self, name: str) -> Any:
+        """The incoming value a reviewer declined for this field (kept-current), as {"source", "value"}."""
+        return (self.sources.get(name) or {}).get("declined")
+
+    def decline(self, name: str, source: str, value: Any) -> None:
+        self.sources[name] = dict(self.sources.get(name) or {}) | {"declined": {"source": source, "value": value}}
+
     def set(self, name: str, value: Any, source: str, changed_at: datetime) -> None:
         self.values[name] = value
         self.sources[name] = {"source": source, "at": changed_at.isoformat()}

@@ -84,8 +84,9 @@ class DuplicatePair(IdMixin, Base):
     )
 
     tenant_id: Mapped[int] = _tenant_fk()
-    first_member_id: Mapped[int] = _member_fk()
-    second_member_id: Mapped[int] = _member_fk()
+    # NULL once that member was merged away: the pair stays as the record of the merge.
+    first_member_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("members.id", ondelete="SET NULL"))
+    second_member_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("members.id", ondelete="SET NULL"))
     score: Mapped[float] = mapped_column(Float)
     reasons: Mapped[list[str]] = mapped_column(JsonValue, default=list)
     status: Mapped[str] = mapped_column(String(16), default="pending")

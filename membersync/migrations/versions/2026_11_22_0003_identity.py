@@ -100,8 +100,8 @@ def upgrade() -> None:
     op.create_table(
         "duplicate_pairs",
         sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("first_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("second_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("first_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("second_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("score", sa.Float(), nullable=False),
         sa.Column(
             "reasons", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
@@ -116,13 +116,13 @@ def upgrade() -> None:
             ["first_member_id"],
             ["members.id"],
             name=op.f("fk_duplicate_pairs_first_member_id_members"),
-            ondelete="CASCADE",
+            ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
             ["second_member_id"],
             ["members.id"],
             name=op.f("fk_duplicate_pairs_second_member_id_members"),
-            ondelete="CASCADE",
+            ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_duplicate_pairs_tenant_id_tenants"), ondelete="CASCADE"
