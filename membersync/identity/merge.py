@@ -35,6 +35,7 @@ class MergeResult:
     changes: list[Change] = field(default_factory=list)
     conflicts: list[OpenConflict] = field(default_factory=list)
     kept: list[FieldDecision] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -56,6 +57,9 @@ def merge_record(state: MemberState, record: NormalisedRecord, policies: MergePo
             state.set(name, incoming.value, incoming.source, incoming.changed_at)
         elif decision.outcome is Outcome.TOUCH:
             state.touch(incoming.source, name, incoming.changed_at)
+            result.unchanged.append(name)
+        elif decision.outcome is Outcome.UNCHANGED:
+            result.unchanged.append(name)
         elif decision.outcome is Outcome.CONFLICT:
             result.conflicts.append(OpenConflict(name, current.value, incoming, decision.reason))
         elif decision.outcome is Outcome.KEEP:
