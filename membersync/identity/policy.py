@@ -137,7 +137,9 @@ def _newer(current: Current, incoming: FieldValue) -> bool:
 def decide_field(name: str, current: Current, incoming: FieldValue, policy: FieldPolicy) -> FieldDecision:
     """What happens to one incoming value under `policy`."""
     if incoming.value == current.value:
-        outcome = Outcome.TOUCH if _newer(current, incoming) and not current.local else Outcome.UNCHANGED
+        # Under local_wins a value edited in membersync stays marked as such even when a source agrees.
+        protected = current.local and policy.policy is Policy.LOCAL_WINS
+        outcome = Outcome.TOUCH if _newer(current, incoming) and not protected else Outcome.UNCHANGED
         return FieldDecision(name, outcome, incoming, "same value")
     if current.value is None:
         return FieldDecision(name, Outcome.APPLY, incoming, "the member had no value")

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
 from membersync.db.upsert import in_values, insert_or_ignore, insert_or_update
-from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation
+from membersync.models import Conflict, DuplicatePair, Member, SyncOperation
 from membersync.models.identity import PENDING_ONLY
 
 # Core tables, not ORM classes, for the bulk inserts: the ORM's bulk path costs more per row than the SQL.

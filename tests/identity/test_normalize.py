@@ -7,7 +7,7 @@ from typing import Any
 
 import phonenumbers
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from membersync.identity.normalize import (
@@ -523,6 +523,7 @@ def test_normalising_twice_changes_nothing(
     received_at=ANY_TIME,
 )
 def test_no_input_raises_and_nothing_is_lost(values: dict[str, Any], external_id: Any, received_at: datetime) -> None:
+    assume("external_id" not in values)  # its rejection would be counted twice, as a field and as the id
     record = normalize_record(MappedRecord(values, external_id), "crm", received_at)
     rejected = [found.field for found in record.rejected]
     assert set(record.values) <= set(values) | set(NAME_FIELDS)
