@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Annotated, NoReturn, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 import uvicorn
@@ -26,6 +28,7 @@ from membersync.demo import run_demo
 from membersync.duplicate import service as duplicate_service
 from membersync.errors import InvalidInput, MembersyncError
 from membersync.freshness.tasks import MEMBER_SYNC
+from membersync.identity.settings import options_from
 from membersync.jobs import ledger, outbox
 from membersync.jobs.queue import chunked
 from membersync.logs import configure_logging
@@ -106,6 +109,39 @@ def tenant_create(slug: str, name: Annotated[str | None, typer.Option(help="Disp
         console.print(f"created tenant {tenant.slug} (id {tenant.id})", markup=False)
 
     _with_runtime(work)
+
+
+@tenant_app.command("identity")
+def tenant_identity(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    file: Annotated[Path | None, typer.Option(help="JSON file: policies, thresholds, default_region.")] = None,
+    reset: Annotated[bool, typer.Option(help="Back to the built-in defaults.")] = False,
+) -> None:
+    """Show or set how a tenant's records are matched and merged (see the README's Identity section)."""
+    if file is not None and reset:
+        raise InvalidInput("give --file or --reset, not both")
+    settings = None if file is None else _read_json(file)
+    if settings is not None:
+        options_from(settings)
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.unit_of_work() as session:
+            found = await tenant_service.get_by_slug(session, tenant)
+            if file is not None or reset:
+                found.identity_settings = settings
+            shown = found.identity_settings
+        console.print(json.dumps(shown, indent=2) if shown is not None else "built-in defaults", markup=False)
+
+    _with_runtime(work)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"--file: cannot read {path}: {error}") from None
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"--file: {path} is not JSON: {error}") from None
 
 
 @token_app.command("create")

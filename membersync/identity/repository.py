@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
 from membersync.db.upsert import in_values, insert_or_ignore, insert_or_update
-from membersync.models import Conflict, DuplicatePair, Member, SyncOperation
+from membersync.models import Conflict, DuplicatePair, Member, SyncOperation, Tenant
 from membersync.models.identity import PENDING_ONLY
 
 # Core tables, not ORM classes, for the bulk inserts: the ORM's bulk path costs more per row than the SQL.
@@ -64,6 +64,10 @@ async def candidates(
     if dialect == "postgresql":
         statement = statement.with_for_update()
     return list((await session.execute(statement)).all())
+
+
+async def identity_settings(session: AsyncSession, tenant_id: int) -> dict[str, Any] | None:
+    return await session.scalar(select(Tenant.identity_settings).where(Tenant.id == tenant_id))
 
 
 async def insert_members(session: AsyncSession, tenant_id: int, rows: list[dict[str, Any]]) -> dict[str, int]:

@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.errors import InvalidInput
 from membersync.identity import repository
-from membersync.identity.matching import Candidate, MatchDecision, MatchKind, Thresholds, blocking_keys, decide
+from membersync.identity.matching import Candidate, MatchDecision, MatchKind, blocking_keys, decide
 from membersync.identity.merge import MergeResult, OpenConflict, merge_record, new_member
-from membersync.identity.normalize import NormaliseOptions, normalize_record
-from membersync.identity.policy import MergePolicies
+from membersync.identity.normalize import normalize_record
 from membersync.identity.schemas import MappedRecord, NormalisedRecord
+from membersync.identity.settings import IdentityOptions, options_from
 from membersync.identity.state import MemberState, column_values, state_of
 from membersync.tracker.entities import EntityRef
 from membersync.tracker.service import SyncedLink, Tracker
@@ -28,15 +28,6 @@ MAX_DETAIL_ENTRIES = 5000
 MAX_NAME_CANDIDATES = 200
 MemberRow = Any  # a members row as loaded by `repository.candidates`: columns as attributes
 MATCHED = {MatchKind.LINKED, MatchKind.EMAIL, MatchKind.PHONE, MatchKind.FUZZY}
-
-
-@dataclass(frozen=True)
-class IdentityOptions:
-    """How records are normalised, matched and merged; per tenant where the tenant configures it."""
-
-    policies: MergePolicies = field(default_factory=MergePolicies)
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    normalise: NormaliseOptions = field(default_factory=NormaliseOptions)
 
 
 @dataclass(frozen=True)
@@ -122,7 +113,8 @@ async def apply_records(
     if len(records) > MAX_RECORDS_PER_CALL:
         raise InvalidInput(f"records: at most {MAX_RECORDS_PER_CALL} per call, got {len(records)}")
     tracker.registry.check_source(source)
-    options = options or IdentityOptions()
+    if options is None:
+        options = options_from(await repository.identity_settings(session, tenant_id))
     normalised = [normalize_record(record, source, now, options.normalise) for record in records]
     page = await _load(session, tracker, tenant_id, source, normalised, options)
     for index, record in enumerate(normalised):

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from membersync.models.base import Base, BigId, IdMixin
+from membersync.models.base import Base, BigId, IdMixin, JsonValue
 
 
 class Tenant(IdMixin, Base):
@@ -13,6 +14,8 @@ class Tenant(IdMixin, Base):
 
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(255))
+    # How this tenant's records are matched and merged (see `membersync.identity.settings`); None: defaults.
+    identity_settings: Mapped[dict[str, Any] | None] = mapped_column(JsonValue)
     created_at: Mapped[datetime]
 
 

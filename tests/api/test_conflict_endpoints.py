@@ -13,7 +13,8 @@ from sqlalchemy import select
 from membersync.db.pagination import MAX_ID
 from membersync.identity.policy import MergePolicies
 from membersync.identity.schemas import MappedRecord
-from membersync.identity.service import ApplyResult, IdentityOptions, apply_records
+from membersync.identity.service import ApplyResult, apply_records
+from membersync.identity.settings import IdentityOptions
 from membersync.models import AuditEntry, Conflict, Member, Tenant
 from membersync.runtime import Runtime
 from tests.api.support import Auth, assert_error, assert_validation_error, load_member

@@ -11,7 +11,8 @@ from sqlalchemy import event, func, select
 from membersync.errors import InvalidInput
 from membersync.identity.policy import MergePolicies
 from membersync.identity.schemas import MappedRecord
-from membersync.identity.service import ApplyResult, IdentityOptions, apply_records
+from membersync.identity.service import ApplyResult, apply_records
+from membersync.identity.settings import IdentityOptions
 from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation, Tenant
 from membersync.runtime import Runtime
 from tests.factories import make_tenant
@@ -234,3 +235,15 @@ async def test_hostile_values_are_rejected_with_reasons_and_nothing_else_is_lost
         "gold",
         "active",
     )
+
+
+async def test_the_tenants_stored_settings_are_used(runtime: Runtime, tenant: Tenant) -> None:
+    async with runtime.unit_of_work() as session:
+        stored = await session.get(Tenant, tenant.id)
+        assert stored is not None
+        stored.identity_settings = {"policies": {"fields": {"email": "newest_wins"}}, "default_region": "US"}
+    await _apply(runtime, tenant, [_record("C-1", email="ada@example.org", phone="(202) 555-0143")])
+    result = await _apply(runtime, tenant, [_record("C-1", minutes=1, email="ada@new.example")])
+    assert result.updated == 1
+    [member] = await _all(runtime, Member)
+    assert (member.email, member.phone) == ("ada@new.example", "+12025550143")
