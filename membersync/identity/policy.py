@@ -131,6 +131,8 @@ def _newer(current: Current, incoming: FieldValue) -> bool:
         return incoming.changed_at > current.changed_at
     if incoming.source != current.source:
         return incoming.source > (current.source or "")
+    if incoming.value == current.value:
+        return False
     return order_key(None, None, incoming.value) > order_key(None, None, current.value)
 
 
