@@ -138,9 +138,14 @@ def _die_with_parent() -> None:
 
 def _run_child(threads: int, periodic: bool, queue: str) -> None:
     _die_with_parent()
-    settings = Settings()
-    configure_logging(settings.log_level, json=settings.log_json or None)
-    Worker(settings, threads=threads, queue=queue, periodic=periodic).run()
+    try:
+        settings = Settings()
+        configure_logging(settings.log_level, json=settings.log_json or None)
+        Worker(settings, threads=threads, queue=queue, periodic=periodic).run()
+    except KeyboardInterrupt:
+        # The parent's SIGINT reached this child before the consumer's own handler was in place: that is
+        # still a request to stop, not a failure.
+        return
 
 
 def run_processes(processes: int, threads: int, *, periodic: bool, queue: str = AUDIENCE_SYNC_QUEUE) -> int:
