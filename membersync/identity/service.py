@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -150,9 +151,13 @@ async def _load(
     return _Page(tenant_id, source, options, {row.id: row for row in rows}, linked)
 
 
-def _name_keys_of(value: Any) -> set[str]:
-    keys = blocking_keys(value("given_name"), value("family_name"), value("full_name"), None, None)
-    return {key for key in keys if key.startswith("n:")}
+def _name_keys_of(value: Any) -> frozenset[str]:
+    return _name_keys(value("given_name"), value("family_name"), value("full_name"))
+
+
+@functools.lru_cache(maxsize=100_000)
+def _name_keys(given: str | None, family: str | None, full: str | None) -> frozenset[str]:
+    return frozenset(key for key in blocking_keys(given, family, full, None, None) if key.startswith("n:"))
 
 
 def name_key(values: dict[str, Any]) -> str | None:
