@@ -102,6 +102,23 @@ def insert_or_update_many(
     assert isinstance(table, Table)
     if dialect != "postgresql":
         return insert_or_update(dialect, model, conflict, {}, update, merge_json=merge_json), list(rows)
+    statement = _unnest_insert(table, rows)
+    return _on_conflict_update(dialect, table, statement, conflict, update, None, merge_json, ()), []
+
+
+def insert_many(
+    dialect: str, model: type[DeclarativeBase], rows: Sequence[dict[str, Any]]
+) -> tuple[Insert, list[dict[str, Any]]]:
+    """A plain INSERT of many rows: the statement and the parameters to execute it with (PostgreSQL as one
+    statement of arrays, where an executemany would send one INSERT per row)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    if dialect != "postgresql":
+        return sqlite.insert(table), list(rows)
+    return _unnest_insert(table, rows), []
+
+
+def _unnest_insert(table: Table, rows: Sequence[dict[str, Any]]) -> Any:
     columns = list(rows[0])
     first = rows[0]
     varying = [column for column in columns if any(row[column] != first[column] for row in rows)] or columns[:1]
@@ -117,8 +134,7 @@ def insert_or_update_many(
         else cast(bindparam(f"{column}_value", first[column], type_=table.c[column].type), table.c[column].type)
         for column in columns
     ]
-    statement = postgresql.insert(table).from_select(columns, select(*selected))
-    return _on_conflict_update(dialect, table, statement, conflict, update, None, merge_json, ()), []
+    return postgresql.insert(table).from_select(columns, select(*selected))
 
 
 def _on_conflict_update(

@@ -6,17 +6,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
-from membersync.db.upsert import in_values, insert_or_ignore, insert_or_update
-from membersync.models import Conflict, DuplicatePair, Member, SyncOperation, Tenant
+from membersync.db.upsert import in_values, insert_many, insert_or_ignore, insert_or_update
+from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation, Tenant
 from membersync.models.identity import PENDING_ONLY
 
-# Core tables, not ORM classes, for the bulk inserts: the ORM's bulk path costs more per row than the SQL.
-MEMBERS = Member.metadata.tables["members"]
-AUDIT_ENTRIES = Member.metadata.tables["audit_entries"]
 MEMBER_COLUMNS = [
     "email",
     "name",
@@ -74,12 +71,13 @@ async def insert_members(session: AsyncSession, tenant_id: int, rows: list[dict[
     """Insert new members; their ids by email (unique per tenant), read back in one query."""
     if not rows:
         return {}
-    await session.execute(insert(MEMBERS), rows)
+    inserting, parameters = insert_many(dialect_of(session), Member, rows)
+    await session.execute(inserting, parameters or None)
     emails = [row["email"] for row in rows]
-    statement = select(Member.email, Member.id).where(
+    reading = select(Member.email, Member.id).where(
         Member.tenant_id == tenant_id, in_values(dialect_of(session), Member.email, emails)
     )
-    return {email: member_id for email, member_id in await session.execute(statement)}
+    return {email: member_id for email, member_id in await session.execute(reading)}
 
 
 async def update_members(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -90,7 +88,8 @@ async def update_members(session: AsyncSession, rows: list[dict[str, Any]]) -> N
 
 async def insert_audit(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(AUDIT_ENTRIES), rows)
+        statement, parameters = insert_many(dialect_of(session), AuditEntry, rows)
+        await session.execute(statement, parameters or None)
 
 
 async def upsert_conflicts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
