@@ -14,9 +14,9 @@ from membersync.errors import Conflict as ConflictError
 from membersync.errors import InvalidInput, NotFound
 from membersync.identity import repository as identity_repository
 from membersync.identity.normalize import NormaliseOptions, normalize_record
+from membersync.identity.page import name_key
 from membersync.identity.policy import LOCAL_SOURCE
 from membersync.identity.schemas import MappedRecord
-from membersync.identity.service import name_key
 from membersync.identity.state import column_values, state_of
 from membersync.models import Conflict
 

@@ -15,7 +15,7 @@ from membersync.errors import Conflict as ConflictError
 from membersync.errors import InvalidInput, NotFound
 from membersync.identity import repository as identity_repository
 from membersync.identity.matching import Candidate, Thresholds, find_duplicates
-from membersync.identity.service import name_key
+from membersync.identity.page import name_key
 from membersync.identity.state import MemberState, column_values, state_of
 from membersync.models import DuplicatePair, Member
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,21 +11,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.errors import InvalidInput
 from membersync.identity import repository
-from membersync.identity.matching import Candidate, MatchDecision, MatchKind, blocking_keys, decide
+from membersync.identity.matching import MatchDecision, MatchKind, decide
 from membersync.identity.merge import MergeResult, OpenConflict, merge_record, new_member
 from membersync.identity.normalize import normalize_record
+from membersync.identity.page import MemberRow, Page, Target, name_keys_of
 from membersync.identity.schemas import MappedRecord, NormalisedRecord
 from membersync.identity.settings import IdentityOptions, options_from
-from membersync.identity.state import MemberState, column_values, state_of
-from membersync.tracker.entities import EntityRef
-from membersync.tracker.service import SyncedLink, Tracker
+from membersync.identity.state import state_of
+from membersync.identity.writes import write_page
+from membersync.tracker.service import Tracker
 
 MAX_RECORDS_PER_CALL = 5000
-MAX_DETAIL_ENTRIES = 5000
 # A name block bigger than this (a very common name) is cut, oldest members first: matching on a name alone
 # needs a second signal anyway, and phone and email candidates are never cut.
 MAX_NAME_CANDIDATES = 200
-MemberRow = Any  # a members row as loaded by `repository.candidates`: columns as attributes
 MATCHED = {MatchKind.LINKED, MatchKind.EMAIL, MatchKind.PHONE, MatchKind.FUZZY}
 
 
@@ -44,53 +41,6 @@ class ApplyResult:
     possible_duplicates: int
     rejected_fields: int
     member_ids: tuple[int | None, ...]
-
-
-@dataclass
-class _Target:
-    """One member a page writes to (existing or about to be created), with what the page did to it."""
-
-    state: MemberState
-    created: bool
-    changes: list[tuple[str, Any, Any, str]] = field(default_factory=list)
-    conflicts: list[OpenConflict] = field(default_factory=list)
-
-
-@dataclass
-class _Page:
-    tenant_id: int
-    source: str
-    options: IdentityOptions
-    rows: dict[int, MemberRow]
-    linked: dict[str, int]
-    targets: dict[int, _Target] = field(default_factory=dict)  # by id() of the state: new ones have no id yet
-    new_by_email: dict[str, _Target] = field(default_factory=dict)
-    new_by_external_id: dict[str, _Target] = field(default_factory=dict)
-    record_targets: list[_Target | None] = field(default_factory=list)
-    outcomes: list[str] = field(default_factory=list)
-    duplicates: list[tuple[_Target, int, MatchDecision]] = field(default_factory=list)
-    details: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    by_email: dict[str, MemberRow] = field(default_factory=dict)
-    by_phone: dict[str, list[MemberRow]] = field(default_factory=lambda: defaultdict(list))
-    by_name_key: dict[str, list[MemberRow]] = field(default_factory=lambda: defaultdict(list))
-    candidates: dict[int, Candidate] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for row in self.rows.values():
-            self.by_email[row.email] = row
-            if row.phone:
-                self.by_phone[row.phone].append(row)
-            if row.name_key:
-                self.by_name_key[row.name_key].append(row)
-
-    def candidate(self, row: MemberRow) -> Candidate:
-        if row.id not in self.candidates:
-            self.candidates[row.id] = _candidate(row)
-        return self.candidates[row.id]
-
-    def note(self, kind: str, entry: dict[str, Any]) -> None:
-        if len(self.details[kind]) < MAX_DETAIL_ENTRIES:
-            self.details[kind].append(entry)
 
 
 async def apply_records(
@@ -121,7 +71,7 @@ async def apply_records(
     for index, record in enumerate(normalised):
         _apply_one(page, index, record)
     recorded = await repository.record_operation(session, tenant_id, source, operation, now)
-    await _write(session, tracker, page, normalised, now, actor, operation, recorded.id)
+    await write_page(session, tracker, page, normalised, now, actor, operation, recorded.id)
     result = _result(page, recorded.id, normalised)
     recorded.details = {"counts": _counts(result), **page.details}
     return result
@@ -134,7 +84,7 @@ async def _load(
     source: str,
     records: list[NormalisedRecord],
     options: IdentityOptions,
-) -> _Page:
+) -> Page:
     external_ids = [record.external_id for record in records if record.external_id]
     found = await tracker.find_many_by_external_id(session, tenant_id, external_ids, source, "member")
     linked = {external_id: int(ref.entity_id) for external_id, ref in found.items()}
@@ -146,32 +96,12 @@ async def _load(
         ids=sorted(set(linked.values())),
         emails=sorted({record.value("email") for record in records if record.value("email")}),
         phones=sorted({record.value("phone") for record in unlinked if record.value("phone")}),
-        name_keys=sorted({key for record in unlinked for key in _name_keys_of(record.value)}),
+        name_keys=sorted({key for record in unlinked for key in name_keys_of(record.value)}),
     )
-    return _Page(tenant_id, source, options, {row.id: row for row in rows}, linked)
+    return Page(tenant_id, source, options, {row.id: row for row in rows}, linked)
 
 
-def _name_keys_of(value: Any) -> frozenset[str]:
-    return _name_keys(value("given_name"), value("family_name"), value("full_name"))
-
-
-@functools.lru_cache(maxsize=100_000)
-def _name_keys(given: str | None, family: str | None, full: str | None) -> frozenset[str]:
-    return frozenset(key for key in blocking_keys(given, family, full, None, None) if key.startswith("n:"))
-
-
-def name_key(values: dict[str, Any]) -> str | None:
-    """The one name key stored on a member: either spelling order of a name finds it (see `_name_keys_of`)."""
-    keys = _name_keys_of(values.get)
-    return min(keys)[:64] if keys else None
-
-
-def _candidate(row: MemberRow) -> Candidate:
-    postal = (row.address or {}).get("postal_code")
-    return Candidate(row.id, row.email, row.phone, row.given_name, row.family_name, row.name, postal)
-
-
-def _match(page: _Page, record: NormalisedRecord) -> MatchDecision:
+def _match(page: Page, record: NormalisedRecord) -> MatchDecision:
     """Decide with the fewest candidates that can matter: a link or an email match ends the search."""
     thresholds = page.options.thresholds
     linked = page.linked.get(record.external_id or "")
@@ -181,13 +111,13 @@ def _match(page: _Page, record: NormalisedRecord) -> MatchDecision:
         return decide(record, linked=linked, by_email=by_email, by_phone=[], by_name=[], thresholds=thresholds)
     by_phone = [page.candidate(row) for row in page.by_phone.get(record.value("phone") or "", [])]
     named: dict[int, MemberRow] = {}
-    for key in sorted(_name_keys_of(record.value)):
+    for key in sorted(name_keys_of(record.value)):
         named.update((row.id, row) for row in page.by_name_key.get(key, []))
     by_name = [page.candidate(row) for _, row in sorted(named.items())[:MAX_NAME_CANDIDATES]]
     return decide(record, linked=None, by_email=None, by_phone=by_phone, by_name=by_name, thresholds=thresholds)
 
 
-def _apply_one(page: _Page, index: int, record: NormalisedRecord) -> None:
+def _apply_one(page: Page, index: int, record: NormalisedRecord) -> None:
     for rejection in record.rejected:
         page.note("rejected_fields", {"record": index, "external_id": record.external_id, **vars(rejection)})
     target, decision = _page_local(page, record), None
@@ -206,7 +136,7 @@ def _apply_one(page: _Page, index: int, record: NormalisedRecord) -> None:
     page.record_targets.append(target)
 
 
-def _page_local(page: _Page, record: NormalisedRecord) -> _Target | None:
+def _page_local(page: Page, record: NormalisedRecord) -> Target | None:
     """A member this page is creating that the record is, by external id or email."""
     if record.external_id and record.external_id in page.new_by_external_id:
         return page.new_by_external_id[record.external_id]
@@ -214,20 +144,20 @@ def _page_local(page: _Page, record: NormalisedRecord) -> _Target | None:
     return page.new_by_email.get(email) if email else None
 
 
-def _existing(page: _Page, member_id: int) -> _Target:
+def _existing(page: Page, member_id: int) -> Target:
     if member_id not in page.targets:
-        page.targets[member_id] = _Target(state_of(page.rows[member_id]), created=False)
+        page.targets[member_id] = Target(state_of(page.rows[member_id]), created=False)
     return page.targets[member_id]
 
 
-def _create(page: _Page, index: int, record: NormalisedRecord) -> _Target | None:
+def _create(page: Page, index: int, record: NormalisedRecord) -> Target | None:
     email = record.value("email")
     if email is None:
         page.outcomes.append("rejected")
         page.note("rejected_records", {"record": index, "external_id": record.external_id, "reason": _no_email()})
         return None
     state, result = new_member(record)
-    target = _Target(state, created=True)
+    target = Target(state, created=True)
     target.changes = [(change.field, None, change.after, change.source) for change in result.changes]
     page.targets[id(state)] = target
     page.new_by_email[email] = target
@@ -241,7 +171,7 @@ def _no_email() -> str:
     return "no valid email: a new member needs one"
 
 
-def _merge(page: _Page, index: int, target: _Target, record: NormalisedRecord) -> None:
+def _merge(page: Page, index: int, target: Target, record: NormalisedRecord) -> None:
     record = _guard_email(page, target, record)
     result: MergeResult = merge_record(target.state, record, page.options.policies)
     target.changes += [(change.field, change.before, change.after, change.source) for change in result.changes]
@@ -251,7 +181,7 @@ def _merge(page: _Page, index: int, target: _Target, record: NormalisedRecord) -
     page.outcomes.append("conflicted" if result.conflicts else "updated" if result.changes else "unchanged")
 
 
-def _guard_email(page: _Page, target: _Target, record: NormalisedRecord) -> NormalisedRecord:
+def _guard_email(page: Page, target: Target, record: NormalisedRecord) -> NormalisedRecord:
     """Refuse to move a member onto an email another member holds: that question goes to a person."""
     email = record.value("email")
     if email is None or email == target.state.values.get("email"):
@@ -280,130 +210,12 @@ def _decision_entry(index: int, record: NormalisedRecord, decision: MatchDecisio
     }
 
 
-async def _write(
-    session: AsyncSession,
-    tracker: Tracker,
-    page: _Page,
-    records: list[NormalisedRecord],
-    now: datetime,
-    actor: str,
-    operation: str,
-    operation_id: int,
-) -> None:
-    created = [target for target in page.targets.values() if target.created]
-    ids = await repository.insert_members(session, page.tenant_id, [_member_row(page, t, now) for t in created])
-    for target in created:
-        target.state.member_id = ids[target.state.values["email"]]
-    changed = [target for target in page.targets.values() if not target.created and target.state.changed]
-    await repository.update_members(
-        session, [_member_row(page, target, now) | {"id": target.state.member_id} for target in changed]
-    )
-    audit = [
-        _audit_row(page, target, change, now, actor, operation, operation_id)
-        for target in page.targets.values()
-        for change in target.changes
-    ]
-    await repository.insert_audit(session, audit)
-    await repository.upsert_conflicts(
-        session,
-        [
-            _conflict_row(page, target, conflict, now)
-            for target in page.targets.values()
-            for conflict in target.conflicts
-        ],
-    )
-    await repository.insert_duplicate_pairs(
-        session, [_pair_row(page, target, other, decision, now) for target, other, decision in page.duplicates]
-    )
-    await _link(session, tracker, page, records, now)
-
-
-def _member_row(page: _Page, target: _Target, now: datetime) -> dict[str, Any]:
-    columns = column_values(target.state)
-    columns["name_key"] = name_key(target.state.values)
-    row = columns | {"updated_at": now}
-    if target.created:
-        row |= {"tenant_id": page.tenant_id, "created_at": now}
-    return row
-
-
-def _audit_row(
-    page: _Page,
-    target: _Target,
-    change: tuple[str, Any, Any, str],
-    now: datetime,
-    actor: str,
-    operation: str,
-    operation_id: int,
-) -> dict[str, Any]:
-    name, before, after, source = change
-    return {
-        "tenant_id": page.tenant_id,
-        "member_id": target.state.member_id,
-        "field": name,
-        "before": before,
-        "after": after,
-        "source": source,
-        "operation": operation,
-        "operation_id": operation_id,
-        "actor": actor,
-        "at": now,
-    }
-
-
-def _conflict_row(page: _Page, target: _Target, conflict: OpenConflict, now: datetime) -> dict[str, Any]:
-    return {
-        "tenant_id": page.tenant_id,
-        "member_id": target.state.member_id,
-        "source": conflict.incoming.source,
-        "field": conflict.field,
-        "current_value": conflict.current,
-        "incoming_value": conflict.incoming.value,
-        "incoming_changed_at": conflict.incoming.changed_at,
-        "reason": conflict.reason[:255],
-        "status": "pending",
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def _pair_row(page: _Page, target: _Target, other: int, decision: MatchDecision, now: datetime) -> dict[str, Any]:
-    member_id = target.state.member_id
-    assert member_id is not None
-    return {
-        "tenant_id": page.tenant_id,
-        "first_member_id": min(member_id, other),
-        "second_member_id": max(member_id, other),
-        "score": decision.score,
-        "reasons": list(decision.reasons),
-        "status": "pending",
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-async def _link(
-    session: AsyncSession, tracker: Tracker, page: _Page, records: list[NormalisedRecord], now: datetime
-) -> None:
-    links = [
-        SyncedLink(_ref(page, target), record.external_id, None, record.changed_at)
-        for record, target in zip(records, page.record_targets, strict=True)
-        if target is not None and record.external_id
-    ]
-    if links:
-        await tracker.mark_synced_many(session, page.source, links, now)
-
-
-def _ref(page: _Page, target: _Target) -> EntityRef:
-    return EntityRef("member", str(target.state.member_id), page.tenant_id)
-
-
 def _counts(result: ApplyResult) -> dict[str, int]:
     names = ("created", "updated", "unchanged", "conflicted", "rejected", "possible_duplicates", "rejected_fields")
     return {name: getattr(result, name) for name in names}
 
 
-def _result(page: _Page, operation_id: int, records: list[NormalisedRecord]) -> ApplyResult:
+def _result(page: Page, operation_id: int, records: list[NormalisedRecord]) -> ApplyResult:
     counts = {kind: page.outcomes.count(kind) for kind in ("created", "updated", "unchanged", "conflicted", "rejected")}
     return ApplyResult(
         operation_id=operation_id,

@@ -1,0 +1,135 @@
+"""Writing what a page decided: one statement per kind of row, whatever the page size."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from membersync.identity import repository
+from membersync.identity.matching import MatchDecision
+from membersync.identity.merge import OpenConflict
+from membersync.identity.page import Page, Target, name_key
+from membersync.identity.schemas import NormalisedRecord
+from membersync.identity.state import column_values
+from membersync.tracker.entities import EntityRef
+from membersync.tracker.service import SyncedLink, Tracker
+
+
+async def write_page(
+    session: AsyncSession,
+    tracker: Tracker,
+    page: Page,
+    records: list[NormalisedRecord],
+    now: datetime,
+    actor: str,
+    operation: str,
+    operation_id: int,
+) -> None:
+    created = [target for target in page.targets.values() if target.created]
+    ids = await repository.insert_members(session, page.tenant_id, [_member_row(page, t, now) for t in created])
+    for target in created:
+        target.state.member_id = ids[target.state.values["email"]]
+    changed = [target for target in page.targets.values() if not target.created and target.state.changed]
+    await repository.update_members(
+        session, [_member_row(page, target, now) | {"id": target.state.member_id} for target in changed]
+    )
+    audit = [
+        _audit_row(page, target, change, now, actor, operation, operation_id)
+        for target in page.targets.values()
+        for change in target.changes
+    ]
+    await repository.insert_audit(session, audit)
+    await repository.upsert_conflicts(
+        session,
+        [
+            _conflict_row(page, target, conflict, now)
+            for target in page.targets.values()
+            for conflict in target.conflicts
+        ],
+    )
+    await repository.insert_duplicate_pairs(
+        session, [_pair_row(page, target, other, decision, now) for target, other, decision in page.duplicates]
+    )
+    await _link(session, tracker, page, records, now)
+
+
+def _member_row(page: Page, target: Target, now: datetime) -> dict[str, Any]:
+    columns = column_values(target.state)
+    columns["name_key"] = name_key(target.state.values)
+    row = columns | {"updated_at": now}
+    if target.created:
+        row |= {"tenant_id": page.tenant_id, "created_at": now}
+    return row
+
+
+def _audit_row(
+    page: Page,
+    target: Target,
+    change: tuple[str, Any, Any, str],
+    now: datetime,
+    actor: str,
+    operation: str,
+    operation_id: int,
+) -> dict[str, Any]:
+    name, before, after, source = change
+    return {
+        "tenant_id": page.tenant_id,
+        "member_id": target.state.member_id,
+        "field": name,
+        "before": before,
+        "after": after,
+        "source": source,
+        "operation": operation,
+        "operation_id": operation_id,
+        "actor": actor,
+        "at": now,
+    }
+
+
+def _conflict_row(page: Page, target: Target, conflict: OpenConflict, now: datetime) -> dict[str, Any]:
+    return {
+        "tenant_id": page.tenant_id,
+        "member_id": target.state.member_id,
+        "source": conflict.incoming.source,
+        "field": conflict.field,
+        "current_value": conflict.current,
+        "incoming_value": conflict.incoming.value,
+        "incoming_changed_at": conflict.incoming.changed_at,
+        "reason": conflict.reason[:255],
+        "status": "pending",
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _pair_row(page: Page, target: Target, other: int, decision: MatchDecision, now: datetime) -> dict[str, Any]:
+    member_id = target.state.member_id
+    assert member_id is not None
+    return {
+        "tenant_id": page.tenant_id,
+        "first_member_id": min(member_id, other),
+        "second_member_id": max(member_id, other),
+        "score": decision.score,
+        "reasons": list(decision.reasons),
+        "status": "pending",
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _link(
+    session: AsyncSession, tracker: Tracker, page: Page, records: list[NormalisedRecord], now: datetime
+) -> None:
+    links = [
+        SyncedLink(_ref(page, target), record.external_id, None, record.changed_at)
+        for record, target in zip(records, page.record_targets, strict=True)
+        if target is not None and record.external_id
+    ]
+    if links:
+        await tracker.mark_synced_many(session, page.source, links, now)
+
+
+def _ref(page: Page, target: Target) -> EntityRef:
+    return EntityRef("member", str(target.state.member_id), page.tenant_id)
