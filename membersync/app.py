@@ -12,6 +12,7 @@ from membersync.api.limits import BodySizeLimit
 from membersync.audit.endpoints import router as audit_router
 from membersync.conflict.endpoints import router as conflict_router
 from membersync.duplicate.endpoints import router as duplicate_router
+from membersync.identity.endpoints import router as identity_router
 from membersync.login.endpoints import router as login_router
 from membersync.member.endpoints import router as member_router
 from membersync.runtime import Runtime
@@ -31,6 +32,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
+    app.include_router(identity_router)
     app.include_router(member_router)
     app.include_router(login_router)
     app.include_router(tracker_router)

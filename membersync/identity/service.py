@@ -65,7 +65,7 @@ async def apply_records(
         raise InvalidInput(f"records: at most {MAX_RECORDS_PER_CALL} per call, got {len(records)}")
     tracker.registry.check_source(source)
     if options is None:
-        options = options_from(await repository.identity_settings(session, tenant_id))
+        options = await tenant_options(session, tenant_id)
     normalised = [normalize_record(record, source, now, options.normalise) for record in records]
     page = await _load(session, tracker, tenant_id, source, normalised, options)
     for index, record in enumerate(normalised):
@@ -75,6 +75,11 @@ async def apply_records(
     result = _result(page, recorded.id, normalised)
     recorded.details = {"counts": _counts(result), **page.details}
     return result
+
+
+async def tenant_options(session: AsyncSession, tenant_id: int) -> IdentityOptions:
+    """The tenant's stored identity settings, or the defaults."""
+    return options_from(await repository.identity_settings(session, tenant_id))
 
 
 async def _load(
@@ -90,6 +95,8 @@ async def _load(
     linked = {external_id: int(ref.entity_id) for external_id, ref in found.items()}
     # A linked record is that member: only unlinked ones need phone and name candidates.
     unlinked = [record for record in records if (record.external_id or "") not in linked]
+    if options.email_only:
+        unlinked = []
     rows = await repository.candidates(
         session,
         tenant_id,
@@ -106,7 +113,7 @@ def _match(page: Page, record: NormalisedRecord) -> MatchDecision:
     thresholds = page.options.thresholds
     linked = page.linked.get(record.external_id or "")
     email_row = page.by_email.get(record.value("email") or "")
-    if linked is not None or email_row is not None:
+    if linked is not None or email_row is not None or page.options.email_only:
         by_email = page.candidate(email_row) if email_row is not None else None
         return decide(record, linked=linked, by_email=by_email, by_phone=[], by_name=[], thresholds=thresholds)
     by_phone = [page.candidate(row) for row in page.by_phone.get(record.value("phone") or "", [])]

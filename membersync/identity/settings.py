@@ -20,6 +20,8 @@ class IdentityOptions:
     policies: MergePolicies = field(default_factory=MergePolicies)
     thresholds: Thresholds = field(default_factory=Thresholds)
     normalise: NormaliseOptions = field(default_factory=NormaliseOptions)
+    # A manual edit names its member by email: it never matches on phone or a fuzzy name.
+    email_only: bool = False
 
 
 KEYS = {"policies", "thresholds", "default_region"}

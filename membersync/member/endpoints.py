@@ -4,30 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query
 
 from membersync.api.deps import MemberId, RuntimeDep, TenantDep
 from membersync.member import service
 from membersync.member.schemas import (
     EntitlementOut,
     ExternalProfileOut,
-    MemberCreate,
     MemberDetail,
     MemberOut,
     MemberPage,
 )
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
-
-
-@router.post("", response_model=MemberOut, status_code=status.HTTP_200_OK)
-async def upsert_member(body: MemberCreate, tenant: TenantDep, runtime: RuntimeDep, response: Response) -> MemberOut:
-    """Create a member, or update the member with the same normalised email (201 when created)."""
-    async with runtime.unit_of_work() as session:
-        member, created = await service.upsert_member(session, tenant.id, body, runtime.clock.now())
-    if created:
-        response.status_code = status.HTTP_201_CREATED
-    return MemberOut.model_validate(member)
 
 
 @router.get("/{member_id}", response_model=MemberDetail)

@@ -10,6 +10,7 @@ from typing import Any
 from membersync.errors import InvalidInput
 from membersync.models import Member
 
+LOCAL_SOURCE = "local"
 NAME_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
@@ -106,4 +107,6 @@ def check_name(field_name: str, value: str) -> str:
 def default_registry(known_sources: Callable[[], Iterable[str]] | None = None) -> TrackerRegistry:
     registry = TrackerRegistry(known_sources=known_sources)
     registry.register_entity(Member, "member")
+    # Edits made in membersync itself (the API, a reviewer) are a source like any other.
+    registry.register_source(LOCAL_SOURCE)
     return registry

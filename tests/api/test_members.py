@@ -77,7 +77,8 @@ async def test_post_creates_then_updates_the_member_with_the_same_normalised_ema
     updated = response.json()
     assert set(updated) == MEMBER_FIELDS
     assert updated["id"] == created["id"]
-    assert {key: updated[key] for key in update} == update
+    # The edit goes through the identity path: the phone comes back in E.164.
+    assert {key: updated[key] for key in update} == update | {"phone": "+442079460000"}
     assert when(updated["created_at"]) == created_at
     assert when(updated["updated_at"]) == clock.now()
     assert updated["last_active_at"] is None
@@ -654,3 +655,21 @@ async def test_another_tenant_cannot_see_acmes_records(
     theirs = await _create(client, other)
     found = await _get(client, other, theirs["id"])
     assert (found["external_profiles"], found["entitlements"]) == ([], [])
+
+
+async def test_an_edit_is_audited_with_its_token_and_a_bad_phone_is_refused(
+    runtime: Runtime, client: httpx.AsyncClient, acme: Auth
+) -> None:
+    created = await _create(client, acme, name="Ada Lovelace")
+    edit = {"email": "ada@example.org", "time_zone": "europe/london", "attributes": {"tier": "gold"}}
+    response = await client.post("/v1/members", json=edit, headers=acme.headers)
+    assert (response.status_code, response.json()["time_zone"]) == (200, "Europe/London")
+    history = await client.get(f"/v1/members/{created['id']}/history", headers=acme.headers)
+    latest = {entry["field"]: entry for entry in history.json()["items"]}
+    assert latest["time_zone"]["after"] == "Europe/London"
+    assert (latest["time_zone"]["source"], latest["time_zone"]["actor"]) == ("local", f"token:{acme.token[:10]}")
+    before = await stored_members(runtime)
+    refused = await client.post("/v1/members", json={"email": "ada@example.org", "phone": "12"}, headers=acme.headers)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["message"].startswith("phone:")
+    assert await stored_members(runtime) == before
