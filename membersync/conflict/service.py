@@ -14,11 +14,11 @@ from membersync.errors import Conflict as ConflictError
 from membersync.errors import InvalidInput, NotFound
 from membersync.identity import repository as identity_repository
 from membersync.identity.normalize import NormaliseOptions, normalize_record
-from membersync.identity.page import name_key
 from membersync.identity.policy import LOCAL_SOURCE
 from membersync.identity.schemas import MappedRecord
-from membersync.identity.state import column_values, state_of
-from membersync.models import Conflict
+from membersync.identity.state import state_of
+from membersync.identity.writes import updated_row
+from membersync.models import Conflict, Member
 
 STATUSES = ("pending", "resolved", "superseded")
 
@@ -94,9 +94,7 @@ def _normalised(field: str, value: Any, source: str, now: datetime, options: Nor
 async def _write_value(
     session: AsyncSession, conflict: Conflict, value: Any, source: str, now: datetime, actor: str
 ) -> Any:
-    member = await repository.member_for_update(session, conflict.member_id)
-    if member is None:
-        raise NotFound(f"member {conflict.member_id} not found")
+    member = await _member(session, conflict)
     if conflict.field == "email" and value != member.email:
         holder = await repository.email_holder(session, member.tenant_id, value)
         if holder is not None:
@@ -105,8 +103,7 @@ async def _write_value(
     before = state.values.get(conflict.field)
     changed_at = now if source == LOCAL_SOURCE else conflict.incoming_changed_at
     state.set(conflict.field, value, source, changed_at)
-    row = column_values(state) | {"name_key": name_key(state.values), "updated_at": now, "id": member.id}
-    await identity_repository.update_members(session, [row])
+    await identity_repository.update_members(session, [updated_row(state, now)])
     if before != value:
         await identity_repository.insert_audit(session, [_audit(conflict, before, value, source, now, actor)])
     return value
@@ -114,13 +111,16 @@ async def _write_value(
 
 async def _remember_declined(session: AsyncSession, conflict: Conflict, now: datetime) -> None:
     """Keep what was declined, so the same value from the same source does not ask again."""
+    state = state_of(await _member(session, conflict))
+    state.decline(conflict.field, conflict.source, conflict.incoming_value)
+    await identity_repository.update_members(session, [updated_row(state, now)])
+
+
+async def _member(session: AsyncSession, conflict: Conflict) -> Member:
     member = await repository.member_for_update(session, conflict.member_id)
     if member is None:
         raise NotFound(f"member {conflict.member_id} not found")
-    state = state_of(member)
-    state.decline(conflict.field, conflict.source, conflict.incoming_value)
-    row = column_values(state) | {"name_key": name_key(state.values), "updated_at": now, "id": member.id}
-    await identity_repository.update_members(session, [row])
+    return member
 
 
 def _audit(conflict: Conflict, before: Any, after: Any, source: str, now: datetime, actor: str) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from membersync.errors import Conflict as ConflictError
 from membersync.errors import InvalidInput, NotFound
 from membersync.identity import repository as identity_repository
 from membersync.identity.matching import Candidate, Thresholds, find_duplicates
-from membersync.identity.page import name_key
-from membersync.identity.state import MemberState, column_values, state_of
+from membersync.identity.state import MemberState, state_of
+from membersync.identity.writes import updated_row
 from membersync.models import DuplicatePair, Member
 
 STATUSES = ("pending", "dismissed", "merged")
@@ -132,8 +132,7 @@ async def merge(
     await repository.drop_other_pairs(session, loser_id, pair.id)
     await repository.move_records(session, loser_id, survivor_id)
     await repository.delete_member(session, loser_id)
-    row = column_values(state) | {"name_key": name_key(state.values), "updated_at": now, "id": survivor_id}
-    await identity_repository.update_members(session, [row])
+    await identity_repository.update_members(session, [updated_row(state, now)])
     await identity_repository.insert_audit(session, _merge_audit(survivor, loser, state, filled, pair, now, actor))
     return MergeSummary(survivor_id, loser_id, tuple(filled))
 

@@ -37,10 +37,6 @@ class MergeResult:
     kept: list[FieldDecision] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.changes)
-
 
 def merge_record(state: MemberState, record: NormalisedRecord, policies: MergePolicies) -> MergeResult:
     """Decide every incoming field against the member's current value and apply what the policies allow."""

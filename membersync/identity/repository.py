@@ -14,22 +14,6 @@ from membersync.db.upsert import in_values, insert_many, insert_or_ignore, inser
 from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation, Tenant
 from membersync.models.identity import PENDING_ONLY
 
-MEMBER_COLUMNS = [
-    "email",
-    "name",
-    "given_name",
-    "family_name",
-    "phone",
-    "time_zone",
-    "status",
-    "tier",
-    "address",
-    "consent",
-    "attributes",
-    "field_sources",
-    "name_key",
-]
-
 
 async def candidates(
     session: AsyncSession,

@@ -25,6 +25,7 @@ MAX_RECORDS_PER_CALL = 5000
 # A name block bigger than this (a very common name) is cut, oldest members first: matching on a name alone
 # needs a second signal anyway, and phone and email candidates are never cut.
 MAX_NAME_CANDIDATES = 200
+NO_EMAIL = "no valid email: a new member needs one"
 MATCHED = {MatchKind.LINKED, MatchKind.EMAIL, MatchKind.PHONE, MatchKind.FUZZY}
 
 
@@ -161,7 +162,7 @@ def _create(page: Page, index: int, record: NormalisedRecord) -> Target | None:
     email = record.value("email")
     if email is None:
         page.outcomes.append("rejected")
-        page.note("rejected_records", {"record": index, "external_id": record.external_id, "reason": _no_email()})
+        page.note("rejected_records", {"record": index, "external_id": record.external_id, "reason": NO_EMAIL})
         return None
     state, result = new_member(record)
     target = Target(state, created=True)
@@ -172,10 +173,6 @@ def _create(page: Page, index: int, record: NormalisedRecord) -> Target | None:
         page.new_by_external_id[record.external_id] = target
     page.outcomes.append("created")
     return target
-
-
-def _no_email() -> str:
-    return "no valid email: a new member needs one"
 
 
 def _merge(page: Page, index: int, target: Target, record: NormalisedRecord) -> None:

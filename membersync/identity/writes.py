@@ -12,7 +12,7 @@ from membersync.identity.matching import MatchDecision
 from membersync.identity.merge import OpenConflict
 from membersync.identity.page import Page, Target, name_key
 from membersync.identity.schemas import NormalisedRecord
-from membersync.identity.state import column_values
+from membersync.identity.state import MemberState, column_values
 from membersync.tracker.entities import EntityRef
 from membersync.tracker.service import SyncedLink, Tracker
 
@@ -28,13 +28,11 @@ async def write_page(
     operation_id: int,
 ) -> None:
     created = [target for target in page.targets.values() if target.created]
-    ids = await repository.insert_members(session, page.tenant_id, [_member_row(page, t, now) for t in created])
+    ids = await repository.insert_members(session, page.tenant_id, [_new_member_row(page, t, now) for t in created])
     for target in created:
         target.state.member_id = ids[target.state.values["email"]]
     changed = [target for target in page.targets.values() if not target.created and target.state.changed]
-    await repository.update_members(
-        session, [_member_row(page, target, now) | {"id": target.state.member_id} for target in changed]
-    )
+    await repository.update_members(session, [updated_row(target.state, now) for target in changed])
     audit = [
         _audit_row(page, target, change, now, actor, operation, operation_id)
         for target in page.targets.values()
@@ -55,13 +53,18 @@ async def write_page(
     await _link(session, tracker, page, records, now)
 
 
-def _member_row(page: Page, target: Target, now: datetime) -> dict[str, Any]:
-    columns = column_values(target.state)
-    columns["name_key"] = name_key(target.state.values)
-    row = columns | {"updated_at": now}
-    if target.created:
-        row |= {"tenant_id": page.tenant_id, "created_at": now}
-    return row
+def member_row(state: MemberState, now: datetime) -> dict[str, Any]:
+    """Every members column a state fills, its name key, and `updated_at`: what an insert or update writes."""
+    return column_values(state) | {"name_key": name_key(state.values), "updated_at": now}
+
+
+def updated_row(state: MemberState, now: datetime) -> dict[str, Any]:
+    """`member_row` of an existing member, as `repository.update_members` takes it."""
+    return member_row(state, now) | {"id": state.member_id}
+
+
+def _new_member_row(page: Page, target: Target, now: datetime) -> dict[str, Any]:
+    return member_row(target.state, now) | {"tenant_id": page.tenant_id, "created_at": now}
 
 
 def _audit_row(
