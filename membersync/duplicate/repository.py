@@ -145,6 +145,11 @@ async def _move_links(session: AsyncSession, loser: int, survivor: int) -> None:
         update(ExternalLink).where(mine, ExternalLink.entity_id == str(loser)).values(entity_id=str(survivor)),
         execution_options=NO_SYNC,
     )
+    # The survivor now holds values from both members: a source's record sent again must be merged again.
+    await session.execute(
+        update(ExternalLink).where(mine, ExternalLink.entity_id == str(survivor)).values(fingerprint=None),
+        execution_options=NO_SYNC,
+    )
 
 
 async def _move_conflicts(session: AsyncSession, loser: int, survivor: int) -> None:

@@ -329,6 +329,11 @@ def _derive_names(values: dict[str, FieldValue], options: NormaliseOptions) -> N
     values["full_name"] = FieldValue(combined, given_value.source, changed_at)
 
 
+def normalize_external_id(raw: object) -> str | None:
+    """The external id `normalize_record` gives the record: None when it has none or it is refused."""
+    return _external_id(raw)[0]
+
+
 def _external_id(raw: object) -> tuple[str | None, Rejection | None]:
     if raw is None:
         return None, None

@@ -38,6 +38,7 @@ class Page:
     new_by_external_id: dict[str, Target] = field(default_factory=dict)
     record_targets: list[Target | None] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
+    rejected_fields: int = 0
     duplicates: list[tuple[Target, int, MatchDecision]] = field(default_factory=list)
     details: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     by_email: dict[str, MemberRow] = field(default_factory=dict)

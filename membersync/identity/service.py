@@ -11,14 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.errors import InvalidInput
 from membersync.identity import repository
+from membersync.identity.fingerprint import fingerprint_of, options_digest
 from membersync.identity.matching import MatchDecision, MatchKind, decide
 from membersync.identity.merge import MergeResult, OpenConflict, merge_record, new_member
-from membersync.identity.normalize import normalize_record
+from membersync.identity.normalize import normalize_external_id, normalize_record
 from membersync.identity.page import MemberRow, Page, Target, name_keys_of
 from membersync.identity.schemas import MappedRecord, NormalisedRecord
 from membersync.identity.settings import IdentityOptions, options_from
 from membersync.identity.state import state_of
 from membersync.identity.writes import write_page
+from membersync.tracker.entities import LinkedRecord
 from membersync.tracker.service import Tracker
 
 MAX_RECORDS_PER_CALL = 5000
@@ -67,15 +69,36 @@ async def apply_records(
     tracker.registry.check_source(source)
     if options is None:
         options = await tenant_options(session, tenant_id)
-    normalised = [normalize_record(record, source, now, options.normalise) for record in records]
-    page = await _load(session, tracker, tenant_id, source, normalised, options)
-    for index, record in enumerate(normalised):
+    external_ids = [normalize_external_id(record.external_id) for record in records]
+    found = await tracker.find_many_linked(session, tenant_id, filter(None, external_ids), source, "member")
+    digest = options_digest(options)
+    fingerprints = [fingerprint_of(record, digest) if external_ids[i] else None for i, record in enumerate(records)]
+    resent = _resent(external_ids, fingerprints, found)
+    todo = [index for index in range(len(records)) if index not in resent]
+    normalised = {index: normalize_record(records[index], source, now, options.normalise) for index in todo}
+    linked = {external_id: int(link.entity.entity_id) for external_id, link in found.items()}
+    page = await _load(session, tenant_id, source, list(normalised.values()), linked, options)
+    for index, record in normalised.items():
         _apply_one(page, index, record)
     recorded = await repository.record_operation(session, tenant_id, source, operation, now)
-    await write_page(session, tracker, page, normalised, now, actor, operation, recorded.id)
-    result = _result(page, recorded.id, normalised)
+    applied = [(record, fingerprints[index]) for index, record in normalised.items()]
+    await write_page(session, tracker, page, applied, now, actor, operation, recorded.id)
+    result = _result(page, recorded.id, list(normalised), resent)
     recorded.details = {"counts": _counts(result), **page.details}
     return result
+
+
+def _resent(
+    external_ids: list[str | None], fingerprints: list[str | None], found: dict[str, LinkedRecord]
+) -> dict[int, int]:
+    """Records whose link holds their fingerprint: the source sent them again as they were last applied, so
+    they are unchanged without being looked at again. Index -> member id."""
+    resent: dict[int, int] = {}
+    for index, (external_id, fingerprint) in enumerate(zip(external_ids, fingerprints, strict=True)):
+        link = found.get(external_id or "")
+        if fingerprint is not None and link is not None and link.fingerprint == fingerprint:
+            resent[index] = int(link.entity.entity_id)
+    return resent
 
 
 async def tenant_options(session: AsyncSession, tenant_id: int) -> IdentityOptions:
@@ -85,15 +108,12 @@ async def tenant_options(session: AsyncSession, tenant_id: int) -> IdentityOptio
 
 async def _load(
     session: AsyncSession,
-    tracker: Tracker,
     tenant_id: int,
     source: str,
     records: list[NormalisedRecord],
+    linked: dict[str, int],
     options: IdentityOptions,
 ) -> Page:
-    external_ids = [record.external_id for record in records if record.external_id]
-    found = await tracker.find_many_by_external_id(session, tenant_id, external_ids, source, "member")
-    linked = {external_id: int(ref.entity_id) for external_id, ref in found.items()}
     # A linked record is that member: only unlinked ones need phone and name candidates.
     unlinked = [record for record in records if (record.external_id or "") not in linked]
     if options.email_only:
@@ -101,7 +121,7 @@ async def _load(
     rows = await repository.candidates(
         session,
         tenant_id,
-        ids=sorted(set(linked.values())),
+        ids=sorted({linked[record.external_id] for record in records if record.external_id in linked}),
         emails=sorted({record.value("email") for record in records if record.value("email")}),
         phones=sorted({record.value("phone") for record in unlinked if record.value("phone")}),
         name_keys=sorted({key for record in unlinked for key in name_keys_of(record.value)}),
@@ -126,6 +146,7 @@ def _match(page: Page, record: NormalisedRecord) -> MatchDecision:
 
 
 def _apply_one(page: Page, index: int, record: NormalisedRecord) -> None:
+    page.rejected_fields += len(record.rejected)
     for rejection in record.rejected:
         page.note("rejected_fields", {"record": index, "external_id": record.external_id, **vars(rejection)})
     target, decision = _page_local(page, record), None
@@ -219,12 +240,17 @@ def _counts(result: ApplyResult) -> dict[str, int]:
     return {name: getattr(result, name) for name in names}
 
 
-def _result(page: Page, operation_id: int, records: list[NormalisedRecord]) -> ApplyResult:
+def _result(page: Page, operation_id: int, applied: list[int], resent: dict[int, int]) -> ApplyResult:
+    """Counts over every record of the page; `member_ids` in the order the records were given."""
     counts = {kind: page.outcomes.count(kind) for kind in ("created", "updated", "unchanged", "conflicted", "rejected")}
+    counts["unchanged"] += len(resent)
+    member_ids: dict[int, int | None] = dict(resent)
+    for index, target in zip(applied, page.record_targets, strict=True):
+        member_ids[index] = None if target is None else target.state.member_id
     return ApplyResult(
         operation_id=operation_id,
         possible_duplicates=len(page.duplicates),
-        rejected_fields=sum(len(record.rejected) for record in records),
-        member_ids=tuple(None if target is None else target.state.member_id for target in page.record_targets),
+        rejected_fields=page.rejected_fields,
+        member_ids=tuple(member_ids[index] for index in range(len(member_ids))),
         **counts,
     )

@@ -21,7 +21,7 @@ async def write_page(
     session: AsyncSession,
     tracker: Tracker,
     page: Page,
-    records: list[NormalisedRecord],
+    records: list[tuple[NormalisedRecord, str | None]],
     now: datetime,
     actor: str,
     operation: str,
@@ -123,11 +123,16 @@ def _pair_row(page: Page, target: Target, other: int, decision: MatchDecision, n
 
 
 async def _link(
-    session: AsyncSession, tracker: Tracker, page: Page, records: list[NormalisedRecord], now: datetime
+    session: AsyncSession,
+    tracker: Tracker,
+    page: Page,
+    records: list[tuple[NormalisedRecord, str | None]],
+    now: datetime,
 ) -> None:
+    """Each record's external id becomes its member's link, with the record's fingerprint."""
     links = [
-        SyncedLink(_ref(page, target), record.external_id, None, record.changed_at)
-        for record, target in zip(records, page.record_targets, strict=True)
+        SyncedLink(_ref(page, target), record.external_id, None, record.changed_at, fingerprint)
+        for (record, fingerprint), target in zip(records, page.record_targets, strict=True)
         if target is not None and record.external_id
     ]
     if links:

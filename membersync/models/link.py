@@ -30,6 +30,8 @@ class ExternalLink(IdMixin, Base):
     last_error: Mapped[str | None] = mapped_column(String(2000))
     retry_count: Mapped[int] = mapped_column(default=0)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonValue, default=dict)
+    # A digest of the external record last applied through this link: the same record sent again is skipped.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]

@@ -16,7 +16,7 @@ from membersync.tracker.rules import ExternalIdTaken, check_external_id, check_m
 
 CHUNK_SIZE = 1000
 SYNCED_UPDATE = ["external_id", "synced_at", "remote_updated_at", "status", "last_error", "retry_count"]
-SYNCED_UPDATE += ["updated_at", "deleted_at"]
+SYNCED_UPDATE += ["updated_at", "deleted_at", "fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class SyncedLink:
     external_id: str
     metadata: dict[str, Any] | None = None
     remote_updated_at: datetime | None = None
+    # A digest of the external record as applied (see `ExternalLink.fingerprint`); None forgets the last one.
+    fingerprint: str | None = None
 
 
 def synced_rows(
@@ -58,6 +60,7 @@ def synced_row(ref: EntityRef, source: str, link: SyncedLink, now: datetime) -> 
         "created_at": now,
         "updated_at": now,
         "deleted_at": None,
+        "fingerprint": link.fingerprint,
     }
 
 

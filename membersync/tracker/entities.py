@@ -24,6 +24,14 @@ class EntityRef:
 
 
 @dataclass(frozen=True)
+class LinkedRecord:
+    """The entity an external record is linked to, and the fingerprint of that record as last applied."""
+
+    entity: EntityRef
+    fingerprint: str | None
+
+
+@dataclass(frozen=True)
 class TrackOptions:
     """Which local events of an entity type the tracker follows (the seed's track_created/updated/deleted).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
@@ -98,16 +98,26 @@ async def entity_ids_of(
     session: AsyncSession, tenant_id: int, source: str, entity_type: str, external_ids: list[str]
 ) -> dict[str, str]:
     """External id -> entity id for those of `external_ids` that are linked; one query per 1,000 ids."""
-    found: dict[str, str] = {}
+    found = await linked_of(session, tenant_id, source, entity_type, external_ids)
+    return {external_id: entity_id for external_id, (entity_id, _) in found.items()}
+
+
+async def linked_of(
+    session: AsyncSession, tenant_id: int, source: str, entity_type: str, external_ids: list[str]
+) -> dict[str, tuple[str, str | None]]:
+    """External id -> (entity id, fingerprint) for those of `external_ids` that are linked, the fingerprint
+    only while the link is synced and not deleted; one query per 1,000 ids."""
+    current = case((and_(ExternalLink.status == "synced", ExternalLink.deleted_at.is_(None)), ExternalLink.fingerprint))
+    found: dict[str, tuple[str, str | None]] = {}
     for start in range(0, len(external_ids), 1000):
-        statement = select(ExternalLink.external_id, ExternalLink.entity_id).where(
+        statement = select(ExternalLink.external_id, ExternalLink.entity_id, current).where(
             ExternalLink.tenant_id == tenant_id,
             ExternalLink.source == source,
             ExternalLink.entity_type == entity_type,
             in_values(dialect_of(session), ExternalLink.external_id, external_ids[start : start + 1000]),
         )
         rows = await session.execute(statement)
-        found.update((external_id, entity_id) for external_id, entity_id in rows if external_id is not None)
+        found.update((external_id, (entity_id, fingerprint)) for external_id, entity_id, fingerprint in rows)
     return found
 
 

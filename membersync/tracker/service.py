@@ -15,7 +15,7 @@ from membersync.jobs.policy import describe_error
 from membersync.models import ExternalLink
 from membersync.tracker import events, repository
 from membersync.tracker.bulk import SyncedLink, synced_rows, write_synced
-from membersync.tracker.entities import EntityRef, TrackerRegistry
+from membersync.tracker.entities import EntityRef, LinkedRecord, TrackerRegistry
 from membersync.tracker.rules import ExternalIdTaken, check_external_id, check_metadata
 from membersync.tracker.schemas import SyncStatus
 
@@ -60,9 +60,12 @@ class Tracker:
             "created_at": now,
             "updated_at": now,
             "deleted_at": None,
+            "fingerprint": None,
         }
         update = ["external_id", "synced_at", "remote_updated_at", "status", "last_error", "retry_count"]
-        update += ["updated_at", "deleted_at"] + (["metadata"] if metadata is not None or replace_metadata else [])
+        update += ["updated_at", "deleted_at", "fingerprint"] + (
+            ["metadata"] if metadata is not None or replace_metadata else []
+        )
         try:
             async with session.begin_nested():
                 link = await repository.upsert(session, ref, source, values, update, not replace_metadata)
@@ -176,11 +179,22 @@ class Tracker:
         self, session: AsyncSession, tenant_id: int, external_ids: Iterable[str], source: str, entity_type: str
     ) -> dict[str, EntityRef]:
         """`find_by_external_id` for a page of ids at once: the linked ones, by external id."""
+        found = await self.find_many_linked(session, tenant_id, external_ids, source, entity_type)
+        return {external_id: linked.entity for external_id, linked in found.items()}
+
+    async def find_many_linked(
+        self, session: AsyncSession, tenant_id: int, external_ids: Iterable[str], source: str, entity_type: str
+    ) -> dict[str, LinkedRecord]:
+        """`find_many_by_external_id` with each link's fingerprint: the digest given to `mark_synced_many` with
+        the record last applied, while the link is synced and not deleted."""
         self.registry.check_source(source)
         self.registry.entity_type(entity_type)
         wanted = sorted({check_external_id(external_id) for external_id in external_ids})
-        found = await repository.entity_ids_of(session, tenant_id, source, entity_type, wanted)
-        return {external_id: EntityRef(entity_type, entity_id, tenant_id) for external_id, entity_id in found.items()}
+        found = await repository.linked_of(session, tenant_id, source, entity_type, wanted)
+        return {
+            external_id: LinkedRecord(EntityRef(entity_type, entity_id, tenant_id), fingerprint)
+            for external_id, (entity_id, fingerprint) in found.items()
+        }
 
     async def sync_status(
         self, session: AsyncSession, tenant_id: int, entity_type: str, entity_id: str, source: str

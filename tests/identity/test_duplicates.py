@@ -219,6 +219,14 @@ async def test_merge_fills_only_empty_fields_and_keeps_the_survivors_email(runti
     assert name_key is not None
 
 
+async def test_merge_forgets_the_fingerprints_of_the_survivors_links(runtime: Runtime, tenant: Tenant) -> None:
+    """The survivor holds values from both members now: each source's record must be merged again."""
+    _, _, pair_id = await _ada_twice(runtime, tenant)
+    assert all(fingerprint for (fingerprint,) in await _rows(runtime, ExternalLink, ExternalLink.fingerprint))
+    await _merge(runtime, tenant, pair_id)
+    assert await _rows(runtime, ExternalLink, ExternalLink.fingerprint) == [(None,), (None,)]
+
+
 async def test_merge_leaves_no_pair_pointing_at_the_merged_member(runtime: Runtime, tenant: Tenant) -> None:
     first, _, pair_id = await _ada_twice(runtime, tenant)
     third = await _apply(runtime, tenant, "crm", "C-3", email="ada.l@three.example", full_name="Ada Lovelace")
