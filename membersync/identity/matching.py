@@ -372,6 +372,8 @@ def _record_profile(record: NormalisedRecord) -> _Profile:
     )
 
 
+# Members come back as candidates page after page; their profiles are worth keeping.
+@functools.lru_cache(maxsize=100_000)
 def _candidate_profile(candidate: Candidate) -> _Profile:
     return _profile(
         candidate.given_name,
