@@ -194,6 +194,16 @@ async def mark_retry(session: AsyncSession, job_id: int, error: str, run_at: dat
     )
 
 
+async def mark_deferred(session: AsyncSession, job_id: int, run_at: datetime) -> None:
+    """Put a running job back to wait until `run_at`; the run it gave up does not count as an attempt."""
+    await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+        .values(status=JobStatus.QUEUED, run_at=run_at, sent_at=run_at, lease_until=None, attempts=Job.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def mark_failed(session: AsyncSession, job_id: int, error: str, now: datetime) -> None:
     await session.execute(
         update(Job)

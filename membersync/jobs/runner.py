@@ -28,6 +28,24 @@ class PermanentJobError(Exception):
     """Raised by a handler when trying again cannot help; the job fails without further attempts."""
 
 
+class RetryJobAt(Exception):
+    """Raised by a handler whose failed attempt names when to try again (an HTTP `Retry-After`): the next
+    attempt runs then rather than after the job's usual delay. It still counts as an attempt."""
+
+    def __init__(self, message: str, at: datetime) -> None:
+        super().__init__(message)
+        self.at = at
+
+
+class DeferJob(Exception):
+    """Raised by a handler that could not start its work yet (no rate-limit budget): the job runs again at
+    `at`, and this run does not count as an attempt."""
+
+    def __init__(self, reason: str, at: datetime) -> None:
+        super().__init__(reason)
+        self.at = at
+
+
 @dataclass(frozen=True)
 class Outcome:
     job: ClaimedJob
@@ -45,12 +63,14 @@ class BatchReport:
     succeeded: int = 0
     retried: int = 0
     failed: int = 0
+    deferred: int = 0
 
     def add(self, other: BatchReport) -> None:
         self.claimed += other.claimed
         self.succeeded += other.succeeded
         self.retried += other.retried
         self.failed += other.failed
+        self.deferred += other.deferred
 
 
 @dataclass
@@ -176,7 +196,10 @@ class JobRunner:
             await ledger.mark_succeeded(session, done, now)
             report.succeeded = len(done)
             for outcome in outcomes:
-                if outcome.error is not None:
+                if isinstance(outcome.error, DeferJob):
+                    await self._record_failure(session, outcome.job, outcome.error)
+                    report.deferred += 1
+                elif outcome.error is not None:
                     retried = await self._record_failure(session, outcome.job, outcome.error)
                     report.retried += retried
                     report.failed += not retried
@@ -196,10 +219,18 @@ class JobRunner:
     async def _record_failure(self, session: AsyncSession, job: ClaimedJob, error: BaseException) -> bool:
         """Schedule the next attempt or record the failure; True when the job will run again."""
         now = self.clock.now()
+        if isinstance(error, DeferJob):
+            await ledger.mark_deferred(session, job.id, error.at)
+            outbox.defer(session, job.queue, [job.id], eta=error.at)
+            logger.info("job.deferred", job_id=job.id, job=job.name, until=error.at.isoformat(), reason=str(error))
+            return True
         text = describe_error(error)
         strategy = self._strategy(job.name)
         permanent = strategy is None or isinstance(error, PermanentJobError)
+        not_before = error.at if isinstance(error, RetryJobAt) else None
         decision = decide_retry(strategy or RetryStrategy(), job.attempts, now, permanent=permanent)
+        if decision.run_at is not None and not_before is not None:
+            decision = replace(decision, run_at=not_before)
         if decision.run_at is not None:
             await ledger.mark_retry(session, job.id, text, decision.run_at)
             outbox.defer(session, job.queue, [job.id], eta=decision.run_at)
