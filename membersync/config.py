@@ -53,5 +53,10 @@ class Settings(BaseSettings):
         return self.data_dir / "queue.db"
 
     @property
+    def rate_limit_file(self) -> Path:
+        """Where rate-limit budgets are kept when no Redis URL is set (every worker shares this machine)."""
+        return self.data_dir / "ratelimit.db"
+
+    @property
     def plugin_paths(self) -> list[str]:
         return [path.strip() for path in self.plugins.split(",") if path.strip()]

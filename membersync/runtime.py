@@ -21,6 +21,7 @@ from membersync.jobs.runner import JobRunner
 from membersync.jobs.spec import JobRegistry
 from membersync.locks import DatabaseLocks, Locks, RedisLocks
 from membersync.provider.registry import ProviderRegistry
+from membersync.ratelimit import RateLimiter, RedisRateLimiter, SqliteRateLimiter
 from membersync.tracker.entities import default_registry
 from membersync.tracker.service import Tracker
 
@@ -41,6 +42,17 @@ class Runtime:
     claim_builders: list[ClaimBuilder] = field(default_factory=list)
     redis: Redis | None = None
     retry_delay: timedelta | None = None
+    rate_limiter: RateLimiter | None = None
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The rate limiter shared with every worker: beside the queue (Redis, or a file next to SqliteHuey's)."""
+        if self.rate_limiter is None:
+            if self.redis is not None:
+                self.rate_limiter = RedisRateLimiter(self.redis, self.settings.queue_namespace)
+            else:
+                self.rate_limiter = SqliteRateLimiter(self.settings.rate_limit_file)
+        return self.rate_limiter
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
@@ -69,6 +81,8 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        if self.rate_limiter is not None:
+            await self.rate_limiter.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         close = getattr(self.queue, "close", None)
