@@ -9,11 +9,13 @@ from membersync.http import HttpClient
 from membersync.jobs.queue import JobQueue
 from membersync.login.claims import entitlement_claims
 from membersync.provider.plugins import LoadedPlugin, load_plugins
+from membersync.push import tasks as push_tasks
 from membersync.runtime import Runtime, build_runtime
 
 
 def install_defaults(runtime: Runtime) -> None:
     freshness_tasks.install(runtime)
+    push_tasks.install(runtime)
     if entitlement_claims not in runtime.claim_builders:
         runtime.claim_builders.append(entitlement_claims)
 

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     log_json: bool = False
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, gt=0, lt=65536)
+    push_url: str | None = None
+    push_api_key: SecretStr | None = None
+    push_batch_size: int = Field(default=1000, gt=0, le=10_000)
+    push_batches_per_period: int = Field(default=50, gt=0)
+    push_period_seconds: float = Field(default=3600.0, ge=0.001)
+    push_timeout_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("redis_url", mode="before")
     @classmethod

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from membersync.clock import Clock, SystemClock
 from membersync.config import Settings
 from membersync.db.engine import Database, open_database
+from membersync.destinations.contract import DestinationRegistry
+from membersync.destinations.subscribers import SubscriberApi
 from membersync.http import HttpClient, build_async_client
 from membersync.jobs import outbox
 from membersync.jobs.queue import HueyQueue, JobQueue
@@ -21,7 +23,7 @@ from membersync.jobs.runner import JobRunner
 from membersync.jobs.spec import JobRegistry
 from membersync.locks import DatabaseLocks, Locks, RedisLocks
 from membersync.provider.registry import ProviderRegistry
-from membersync.ratelimit import RateLimiter, RedisRateLimiter, SqliteRateLimiter
+from membersync.ratelimit import RateLimit, RateLimiter, RedisRateLimiter, SqliteRateLimiter
 from membersync.tracker.entities import default_registry
 from membersync.tracker.service import Tracker
 
@@ -43,6 +45,7 @@ class Runtime:
     redis: Redis | None = None
     retry_delay: timedelta | None = None
     rate_limiter: RateLimiter | None = None
+    destinations: DestinationRegistry = field(default_factory=DestinationRegistry)
 
     @property
     def limiter(self) -> RateLimiter:
@@ -105,7 +108,7 @@ def build_runtime(
     redis: Redis | None = Redis.from_url(settings.redis_url) if settings.redis_url else None
     locks: Locks = RedisLocks(redis) if redis is not None else DatabaseLocks(database, clock)
     providers = ProviderRegistry(clock) if providers is None else providers
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         database=database,
         clock=clock,
@@ -119,4 +122,20 @@ def build_runtime(
         retry_delay=None
         if settings.job_retry_delay_seconds is None
         else timedelta(seconds=settings.job_retry_delay_seconds),
+    )
+    if settings.push_url and settings.push_api_key is not None:
+        runtime.destinations.register(subscriber_api(settings))
+    return runtime
+
+
+def subscriber_api(settings: Settings) -> SubscriberApi:
+    """The built-in push destination, from `MEMBERSYNC_PUSH_*` settings."""
+    assert settings.push_url is not None
+    assert settings.push_api_key is not None
+    limit = RateLimit(settings.push_batches_per_period, timedelta(seconds=settings.push_period_seconds))
+    return SubscriberApi(
+        settings.push_url,
+        settings.push_api_key.get_secret_value(),
+        batch_size=settings.push_batch_size,
+        rate_limit=limit,
     )

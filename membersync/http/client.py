@@ -137,6 +137,11 @@ class HttpClient:
         self._platform = platform
         self.retries = 0
 
+    async def send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request and whatever response it gets, error statuses included: for callers that retry on a
+        schedule of their own (a push batch's job). Raises httpx errors when no response comes."""
+        return await self._client.request(method, url, **kwargs)
+
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send the request; return the first non-error response or raise HttpError."""
         headers = httpx.Headers(kwargs.pop("headers", None))

@@ -25,6 +25,7 @@ class JobItem:
     entity_id: int | None = None
     target: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    run_at: datetime | None = None  # not before this time; now when None
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ async def enqueue(session: AsyncSession, spec: JobSpec, items: Sequence[JobItem]
             "target": item.target,
             "params": item.params,
             "dedup_key": spec.dedup_key(item.tenant_id, item.entity_id, item.target),
+            "run_at": item.run_at or now,
+            "sent_at": item.run_at or now,
         }
         for item in items
     ]
@@ -292,6 +295,17 @@ async def queued_ids(session: AsyncSession, name: str, tenant_id: int, targets: 
         Job.name == name, Job.tenant_id == tenant_id, Job.target.in_(targets), Job.status == JobStatus.QUEUED
     )
     return list((await session.scalars(statement.order_by(Job.id))).all())
+
+
+async def jobs_for_entities(session: AsyncSession, name: str, entity_ids: Sequence[int]) -> dict[int, int]:
+    """Entity id -> id of the newest job named `name` for it."""
+    found: dict[int, int] = {}
+    for start in range(0, len(entity_ids), 1000):
+        chunk = list(entity_ids[start : start + 1000])
+        statement = select(Job.entity_id, func.max(Job.id)).where(Job.name == name, Job.entity_id.in_(chunk))
+        rows = await session.execute(statement.group_by(Job.entity_id))
+        found.update((entity_id, job_id) for entity_id, job_id in rows if entity_id is not None)
+    return found
 
 
 async def max_id(session: AsyncSession) -> int:

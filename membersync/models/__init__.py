@@ -5,6 +5,7 @@ from membersync.models.identity import AuditEntry, Conflict, DuplicatePair
 from membersync.models.job import Job, JobStatus, Lock
 from membersync.models.link import ExternalLink
 from membersync.models.member import Entitlement, ExternalProfile, Member, MemberMeta
+from membersync.models.push import PushAttempt, PushBatch, PushBatchMember
 from membersync.models.sync import SyncOperation, SyncRun
 from membersync.models.tenant import ApiToken, Tenant
 
@@ -22,6 +23,9 @@ __all__ = [
     "Lock",
     "Member",
     "MemberMeta",
+    "PushAttempt",
+    "PushBatch",
+    "PushBatchMember",
     "SyncOperation",
     "SyncRun",
     "Tenant",

@@ -1,0 +1,211 @@
+"""`push.send_batch`: one batch, one request when the destination's budget allows, retried on its schedule."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+import httpx
+import structlog
+
+from membersync.destinations.contract import PushDestination, PushReply, Subscriber, UnknownDestination
+from membersync.http.client import RetryPolicy, retry_delay
+from membersync.jobs.ledger import ClaimedJob
+from membersync.jobs.policy import describe_error
+from membersync.jobs.runner import DeferJob, PermanentJobError, RetryJobAt
+from membersync.jobs.spec import JobSpec, RetryStrategy
+from membersync.push import plan, repository
+from membersync.runtime import Runtime
+from membersync.tracker.bulk import SyncedLink
+from membersync.tracker.entities import EntityRef
+
+logger = structlog.get_logger("membersync.push")
+
+PUSH_BATCH = JobSpec(
+    name="push.send_batch",
+    queue="user-sync",
+    retry=RetryStrategy(max_attempts=3, delay=timedelta(seconds=60)),
+    lock=lambda job: f"push-batch:{job.entity_id}",
+)
+# A destination's Retry-After is honoured between these bounds: 0 must not become a tight loop.
+RETRY_AFTER = RetryPolicy(min_retry_after=5.0, max_retry_after=24 * 3600.0)
+
+
+class PushFailed(Exception):
+    """A batch request that was not accepted."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    request_id: str
+    reply: PushReply
+    status_code: int | None
+    duration_ms: float
+
+
+def install(runtime: Runtime) -> None:
+    """Register the job and make every configured destination a tracker source."""
+    for name in runtime.destinations.names():
+        runtime.tracker.registry.register_source(name)
+    runtime.jobs.add(PUSH_BATCH, partial(send_batch, runtime))
+
+
+async def send_batch(runtime: Runtime, job: ClaimedJob) -> None:
+    """Send the batch `job.entity_id` once, if the destination's budget allows; else put it off."""
+    destination = _destination(runtime, job)
+    batch_id = _batch_id(job)
+    async with runtime.unit_of_work() as session:
+        batch = await repository.batch(session, batch_id, job.tenant_id)
+        if batch is None:
+            raise PermanentJobError(f"push batch {batch_id} no longer exists")
+        if batch.status == "succeeded":
+            return
+        read_at = runtime.clock.now()
+        subscribers = [_subscriber(row) for row in await repository.batch_members(session, batch_id)]
+        idempotency_key = batch.idempotency_key
+    log = logger.bind(batch_id=batch_id, destination=destination.name, attempt=job.attempts, job_id=job.id)
+    await _take_budget(runtime, destination, batch_id, log)
+    sent = await _send(runtime, destination, idempotency_key, subscribers, log)
+    await _record(runtime, job, destination, subscribers, sent, read_at)
+    _raise_unless_accepted(runtime, job, sent, log)
+
+
+def _destination(runtime: Runtime, job: ClaimedJob) -> PushDestination:
+    try:
+        return runtime.destinations.get(job.target or "")
+    except UnknownDestination as error:
+        raise PermanentJobError(str(error)) from None
+
+
+def _batch_id(job: ClaimedJob) -> int:
+    if job.entity_id is None:
+        raise PermanentJobError("a push job names no batch")
+    return job.entity_id
+
+
+def _subscriber(row: Any) -> Subscriber:
+    name = row.name or " ".join(part for part in (row.given_name, row.family_name) if part)
+    return Subscriber(row.id, row.email, name, row.time_zone or "UTC")
+
+
+async def _take_budget(runtime: Runtime, destination: PushDestination, batch_id: int, log: Any) -> None:
+    """One request's worth of the destination's budget, or the batch moves to the next free slot after the
+    batches already waiting (so batches that find no budget do not all wake at the same moment)."""
+    admission = await runtime.limiter.acquire(f"push:{destination.name}", destination.rate_limit, runtime.clock.now())
+    if admission.allowed:
+        return
+    assert admission.retry_at is not None
+    async with runtime.unit_of_work() as session:
+        last = await repository.last_scheduled(session, destination.name)
+        at = plan.first_slot(admission.retry_at, last, destination.rate_limit.spacing)
+        await repository.set_batch(session, batch_id, scheduled_at=at)
+    log.info("push.waiting_for_budget", budget_frees_at=admission.retry_at.isoformat(), until=at.isoformat())
+    raise DeferJob(f"no budget left for {destination.name}; next slot {at.isoformat()}", at)
+
+
+async def _send(
+    runtime: Runtime, destination: PushDestination, idempotency_key: str, subscribers: list[Subscriber], log: Any
+) -> Sent:
+    request_id = uuid.uuid4().hex
+    headers = destination.headers() | {"Idempotency-Key": idempotency_key, "X-Request-ID": request_id}
+    log.info("push.request_sent", request_id=request_id, size=len(subscribers), url=destination.url())
+    started = time.perf_counter()
+    status: int | None = None
+    try:
+        response = await runtime.http.send_once(
+            "POST",
+            destination.url(),
+            json=destination.body(subscribers),
+            headers=headers,
+            timeout=runtime.settings.push_timeout_seconds,
+        )
+        status, reply = response.status_code, destination.read(response)
+    except httpx.HTTPError as error:
+        reply = PushReply(False, detail=describe_error(error))
+    duration_ms = (time.perf_counter() - started) * 1000
+    log.info(
+        "push.response",
+        request_id=request_id,
+        status=status,
+        duration_ms=round(duration_ms, 1),
+        remote_request_id=reply.remote_request_id,
+        accepted=reply.accepted,
+    )
+    return Sent(request_id, reply, status, duration_ms)
+
+
+def _is_last(job: ClaimedJob, sent: Sent) -> bool:
+    return sent.reply.permanent or job.attempts >= PUSH_BATCH.retry.max_attempts
+
+
+async def _record(
+    runtime: Runtime,
+    job: ClaimedJob,
+    destination: PushDestination,
+    subscribers: list[Subscriber],
+    sent: Sent,
+    read_at: datetime,
+) -> None:
+    """The request in `push_attempts`, the batch's state, and on success each member's link to the
+    destination, synced as of when the members were read: a change made since is pushed next time."""
+    now = runtime.clock.now()
+    batch_id = _batch_id(job)
+    outcome = "accepted" if sent.reply.accepted else "failed" if _is_last(job, sent) else "retry"
+    async with runtime.unit_of_work() as session:
+        await repository.add_attempt(session, _attempt_row(batch_id, job, subscribers, sent, outcome, now))
+        state: dict[str, Any] = {"attempts": job.attempts, "last_status_code": sent.status_code, "updated_at": now}
+        if sent.reply.accepted:
+            state |= {"status": "succeeded", "sent_count": len(subscribers), "finished_at": now, "last_error": None}
+            links = [
+                SyncedLink(EntityRef("member", str(person.member_id), job.tenant_id or 0), person.email)
+                for person in subscribers
+            ]
+            await runtime.tracker.mark_synced_many(session, destination.name, links, read_at)
+        else:
+            status = "failed" if outcome == "failed" else "retrying"
+            state |= {"status": status, "last_error": _error_text(sent)[:2000]}
+            state |= {"finished_at": now} if status == "failed" else {}
+        await repository.set_batch(session, batch_id, **state)
+
+
+def _attempt_row(
+    batch_id: int, job: ClaimedJob, subscribers: list[Subscriber], sent: Sent, outcome: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "batch_id": batch_id,
+        "attempt": job.attempts,
+        "request_id": sent.request_id,
+        "remote_request_id": (sent.reply.remote_request_id or "")[:255] or None,
+        "subscribers": len(subscribers),
+        "status_code": sent.status_code,
+        "duration_ms": round(sent.duration_ms, 3),
+        "outcome": outcome,
+        "error": None if sent.reply.accepted else _error_text(sent)[:2000],
+        "started_at": now,
+    }
+
+
+def _error_text(sent: Sent) -> str:
+    outcome = "no response" if sent.status_code is None else f"HTTP {sent.status_code}"
+    return f"{outcome}: {sent.reply.detail}" if sent.reply.detail else outcome
+
+
+def _raise_unless_accepted(runtime: Runtime, job: ClaimedJob, sent: Sent, log: Any) -> None:
+    if sent.reply.accepted:
+        log.info("push.batch_succeeded", request_id=sent.request_id)
+        return
+    message = _error_text(sent)
+    if _is_last(job, sent):
+        log.error("push.batch_failed", request_id=sent.request_id, error=message, permanent=sent.reply.permanent)
+        raise PermanentJobError(message)
+    if sent.reply.retry_after is not None:
+        delay = retry_delay(RETRY_AFTER, job.attempts, sent.reply.retry_after, now=runtime.clock.now())
+        at = runtime.clock.now() + timedelta(seconds=delay)
+        log.warning("push.retry", request_id=sent.request_id, error=message, at=at.isoformat(), retry_after=True)
+        raise RetryJobAt(message, at)
+    log.warning("push.retry", request_id=sent.request_id, error=message)
+    raise PushFailed(message)

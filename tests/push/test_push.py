@@ -1,0 +1,244 @@
+"""Pushing members in batches to the emulated destination: selection, batching, retries, failures, the
+log events of a batch, and what the tracker records. SQLite (+ SQLite limiter) and PostgreSQL (+ Redis)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from sqlalchemy import func, select, update
+
+from membersync.clock import FrozenClock
+from membersync.jobs import ledger
+from membersync.models import ExternalLink, Job, JobStatus, Member, PushAttempt, PushBatch, Tenant
+from membersync.push import plan
+from membersync.push.service import PushRun, start_push
+from membersync.runtime import Runtime
+from membersync.sandbox.push_destination import PushDestination as Emulator
+from tests.factories import make_members, make_tenant
+
+
+async def _push(runtime: Runtime, tenant: Tenant, since: datetime | None = None) -> PushRun:
+    async with runtime.unit_of_work() as session:
+        destination = runtime.destinations.get("subscribers")
+        return await start_push(session, destination, tenant.id, runtime.clock.now(), since=since)
+
+
+async def _drain(runtime: Runtime, clock: FrozenClock, workers: int = 1) -> None:
+    """Run every push job to the end, moving the clock to each next due time."""
+    runners = [runtime.runner() for _ in range(workers)]
+    while True:
+        for runner in runners:
+            await runner.run_until_idle()
+        async with runtime.database.read_sessions() as session:
+            due = await session.scalar(select(func.min(Job.run_at)).where(Job.status == JobStatus.QUEUED))
+        if due is None:
+            return
+        clock.set(max(due, clock.now()))
+
+
+async def _batches(runtime: Runtime) -> list[PushBatch]:
+    async with runtime.database.read_sessions() as session:
+        return list((await session.scalars(select(PushBatch).order_by(PushBatch.id))).all())
+
+
+async def _attempts(runtime: Runtime) -> list[PushAttempt]:
+    async with runtime.database.read_sessions() as session:
+        return list((await session.scalars(select(PushAttempt).order_by(PushAttempt.id))).all())
+
+
+async def _jobs(runtime: Runtime) -> list[Job]:
+    async with runtime.database.read_sessions() as session:
+        return list((await session.scalars(select(Job).where(Job.name == "push.send_batch").order_by(Job.id))).all())
+
+
+async def _touch(runtime: Runtime, address: str, **values: Any) -> None:
+    async with runtime.unit_of_work() as session:
+        await session.execute(
+            update(Member).where(Member.email == address).values(updated_at=runtime.clock.now(), **values)
+        )
+
+
+@pytest.mark.parametrize(("members", "batches"), [(0, []), (1, [1]), (999, [999]), (1000, [1000]), (1001, [1000, 1])])
+def test_members_are_cut_into_batches_of_at_most_1000(members: int, batches: list[int]) -> None:
+    assert [len(batch) for batch in plan.cut(list(range(members)), 1000)] == batches
+
+
+def test_120000_members_make_120_full_batches_in_order() -> None:
+    batches = plan.cut(list(range(120_000)), 1000)
+    assert len(batches) == 120
+    assert all(len(batch) == 1000 for batch in batches)
+    assert [member for batch in batches for member in batch] == list(range(120_000))
+
+
+def test_batches_are_spread_one_budget_slot_apart_after_those_waiting(clock: FrozenClock) -> None:
+    now = clock.now()
+    assert plan.schedule(3, now, timedelta(seconds=72)) == [now + timedelta(seconds=72 * i) for i in range(3)]
+    assert plan.first_slot(now, None, timedelta(seconds=72)) == now
+    assert plan.first_slot(now, now + timedelta(hours=1), timedelta(seconds=72)) == now + timedelta(seconds=3672)
+    assert plan.first_slot(now, now - timedelta(hours=1), timedelta(seconds=72)) == now
+
+
+async def test_a_push_sends_changed_members_once_and_skips_bad_emails(
+    pushing: Runtime, emulator: Emulator, clock: FrozenClock
+) -> None:
+    tenant = await make_tenant(pushing)
+    await make_members(pushing, tenant, 5)
+    await _touch(pushing, "member3@example.org", email="not-an-email", name="Broken")
+    run = await _push(pushing, tenant)
+    assert (run.selected, run.queued, len(run.batch_ids)) == (5, 4, 1)
+    assert run.skipped == {"invalid email: not a valid email address: An email address must have an @-sign.": 1}
+    await _drain(pushing, clock)
+    stats = emulator.stats()
+    assert (stats.accepted_requests, stats.accepted_subscribers) == (1, 4)
+    [batch] = await _batches(pushing)
+    assert (batch.status, batch.sent_count, batch.attempts, batch.member_count) == ("succeeded", 4, 1, 4)
+    again = await _push(pushing, tenant)
+    assert (again.selected, again.queued) == (1, 0)  # only the member still without a valid email
+    clock.advance(minutes=1)
+    await _touch(pushing, "member0@example.org", name="Ada Changed")
+    changed = await _push(pushing, tenant)
+    assert changed.queued == 1
+    await _drain(pushing, clock)
+    assert emulator.stats().accepted_subscribers == 5
+
+
+async def test_a_member_changed_while_its_batch_is_in_flight_goes_in_the_next_push(
+    pushing: Runtime, clock: FrozenClock
+) -> None:
+    tenant = await make_tenant(pushing)
+    await make_members(pushing, tenant, 3)
+    await _push(pushing, tenant)
+    assert (await _push(pushing, tenant)).selected == 0  # in flight: left to its batch
+    await _drain(pushing, clock)
+    clock.advance(seconds=1)
+    await _touch(pushing, "member1@example.org", name="Changed after the read")
+    nxt = await _push(pushing, tenant)
+    assert nxt.queued == 1
+    async with pushing.database.read_sessions() as session:
+        links = (await session.scalars(select(ExternalLink).where(ExternalLink.source == "subscribers"))).all()
+    assert sorted(link.external_id or "" for link in links) == [f"member{i}@example.org" for i in range(3)]
+
+
+async def test_since_resends_members_changed_after_a_time(pushing: Runtime, clock: FrozenClock) -> None:
+    tenant = await make_tenant(pushing)
+    await make_members(pushing, tenant, 3)
+    await _push(pushing, tenant)
+    await _drain(pushing, clock)
+    clock.advance(hours=1)
+    await _touch(pushing, "member2@example.org")
+    assert (await _push(pushing, tenant, since=clock.now() - timedelta(minutes=1))).queued == 1
+
+
+async def test_a_batch_retries_twice_then_succeeds_with_one_idempotency_key(
+    pushing: Runtime, emulator: Emulator, clock: FrozenClock
+) -> None:
+    tenant = await make_tenant(pushing)
+    await make_members(pushing, tenant, 2)
+    emulator.configure(fail_next=2)
+    await _push(pushing, tenant)
+    runner = pushing.runner()
+    assert (await runner.run_until_idle()).retried == 1
+    clock.advance(seconds=59)
+    assert (await runner.run_until_idle()).claimed == 0
+    clock.advance(seconds=1)
+    assert (await runner.run_until_idle()).retried == 1
+    clock.advance(seconds=60)
+    assert (await runner.run_until_idle()).succeeded == 1
+    [batch] = await _batches(pushing)
+    assert (batch.status, batch.attempts, batch.last_status_code) == ("succeeded", 3, 202)
+    attempts = await _attempts(pushing)
+    assert [(a.attempt, a.status_code, a.outcome) for a in attempts] == [
+        (1, 503, "retry"),
+        (2, 503, "retry"),
+        (3, 202, "accepted"),
+    ]
+    assert len({attempt.request_id for attempt in attempts}) == 3
+    assert {push.idempotency_key for push in emulator.stats().received} == {batch.idempotency_key}
+
+
+async def test_a_client_error_fails_at_once_and_retry_failed_sends_it_again(
+    pushing: Runtime, emulator: Emulator, clock: FrozenClock
+) -> None:
+    tenant = await make_tenant(pushing)
+    await make_members(pushing, tenant, 2)
+    emulator.configure(fail_next=1, fail_status=400)
+    await _push(pushing, tenant)
+    assert (await pushing.runner().run_until_idle()).failed == 1
+    [batch] = await _batches(pushing)
+    [job] = await _jobs(pushing)
+    assert (batch.status, batch.attempts, job.status, job.attempts) == ("failed", 1, JobStatus.FAILED, 1)
+    assert batch.last_error is not None
+    assert batch.last_error.startswith("HTTP 400")
+    async with pushing.database.read_sessions() as session:
+        synced = await session.scalar(select(func.count()).select_from(ExternalLink))
+    assert synced == 0  # nothing is marked pushed that was not accepted
+    assert (await _push(pushing, tenant)).selected == 0  # the failed batch keeps its members
+    async with pushing.unit_of_work() as session:
+        await ledger.retry_failed(session, clock.now())
+    assert (await pushing.runner().run_until_idle()).succeeded == 1
+    assert (await _batches(pushing))[0].status == "succeeded"
+    assert emulator.stats().accepted_subscribers == 2
+
+
+@pytest.mark.parametrize(("retry_after", "waited"), [(7, 7), (0, 5), (10**9, 24 * 3600)])
+async def test_retry_after_is_honoured_within_bounds(
+    pushing: Runtime, emulator: Emulator, clock: FrozenClock, retry_after: int, waited: int
+) -> None:
+    tenant = await make_tenant(pushing)
+    await make_members(pushing, tenant, 1)
+    emulator.configure(throttle_next=1, retry_after_seconds=retry_after)
+    await _push(pushing, tenant)
+    assert (await pushing.runner().run_until_idle()).retried == 1
+    [job] = await _jobs(pushing)
+    assert job.run_at == clock.now() + timedelta(seconds=waited)
+    clock.advance(seconds=waited)
+    assert (await pushing.runner().run_until_idle()).succeeded == 1
+
+
+async def test_a_destination_that_is_down_fails_after_three_tries(pushing: Runtime, clock: FrozenClock) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    await pushing.http.aclose()
+    from membersync.http import HttpClient
+
+    pushing.http = HttpClient(httpx.AsyncClient(transport=httpx.MockTransport(refuse)))
+    tenant = await make_tenant(pushing)
+    await make_members(pushing, tenant, 2)
+    await _push(pushing, tenant)
+    await _drain(pushing, clock)
+    [batch] = await _batches(pushing)
+    [job] = await _jobs(pushing)
+    assert (batch.status, batch.attempts, job.status) == ("failed", 3, JobStatus.FAILED)
+    assert [attempt.outcome for attempt in await _attempts(pushing)] == ["retry", "retry", "failed"]
+    assert batch.last_error is not None
+    assert "no response" in batch.last_error
+
+
+async def test_one_batch_logs_every_step_under_its_id(pushing: Runtime, emulator: Emulator, clock: FrozenClock) -> None:
+    tenant = await make_tenant(pushing)
+    await make_members(pushing, tenant, 2)
+    emulator.configure(fail_next=1)
+    with structlog.testing.capture_logs() as logs:
+        run = await _push(pushing, tenant)
+        await _drain(pushing, clock)
+    [batch_id] = run.batch_ids
+    events = [entry for entry in logs if entry.get("batch_id") == batch_id or entry.get("first_batch_id") == batch_id]
+    assert [entry["event"] for entry in events] == [
+        "push.batches_created",
+        "push.request_sent",
+        "push.response",
+        "push.retry",
+        "push.request_sent",
+        "push.response",
+        "push.batch_succeeded",
+    ]
+    created, sent, response = events[0], events[1], events[2]
+    assert (created["members"], created["batches"], created["first_due"]) == (2, 1, run.first_due.isoformat())  # type: ignore[union-attr]
+    assert (sent["size"], response["status"], response["request_id"]) == (2, 503, sent["request_id"])
+    assert response["remote_request_id"].startswith("dst-")
+    assert isinstance(response["duration_ms"], float)
