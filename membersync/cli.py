@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -25,6 +26,7 @@ from membersync.conflict import service as conflict_service
 from membersync.conflict.schemas import Resolution
 from membersync.db import migrate
 from membersync.demo import run_demo
+from membersync.destinations.contract import UnknownDestination
 from membersync.duplicate import service as duplicate_service
 from membersync.errors import InvalidInput, MembersyncError
 from membersync.freshness.tasks import MEMBER_SYNC
@@ -33,6 +35,7 @@ from membersync.jobs import ledger, outbox
 from membersync.jobs.queue import chunked
 from membersync.logs import configure_logging
 from membersync.models import JobStatus
+from membersync.push.service import start_push
 from membersync.runtime import Runtime
 from membersync.scheduling.service import run_tick, sync_now
 from membersync.tenant import service as tenant_service
@@ -296,6 +299,43 @@ def dedupe(tenant: Annotated[str, typer.Option(help="Tenant slug.")]) -> None:
         )
 
     _with_runtime(work)
+
+
+@app.command("push")
+def push(
+    destination: Annotated[str, typer.Argument(help="Push destination name (see MEMBERSYNC_PUSH_URL).")],
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    since: Annotated[str | None, typer.Option(help="Members changed at or after this ISO time instead.")] = None,
+) -> None:
+    """Queue a tenant's changed members for a destination, in rate-limited batches on the user-sync queue."""
+    changed_since = _iso_time("--since", since)
+
+    async def work(runtime: Runtime) -> None:
+        try:
+            target = runtime.destinations.get(destination)
+        except UnknownDestination as error:
+            raise InvalidInput(f"{error}; set MEMBERSYNC_PUSH_URL and MEMBERSYNC_PUSH_API_KEY") from None
+        async with runtime.unit_of_work() as session:
+            found = await tenant_service.get_by_slug(session, tenant)
+            run = await start_push(session, target, found.id, runtime.clock.now(), since=changed_since)
+        skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(run.skipped.items())) or "none"
+        due = f", due {run.first_due:%Y-%m-%d %H:%M:%S} to {run.last_due:%Y-%m-%d %H:%M:%S} UTC" if run.last_due else ""
+        console.print(
+            f"push {run.run_id}: {run.queued} of {run.selected} members in {len(run.batch_ids)} batches{due}; "
+            f"skipped: {skipped}. Run `membersync worker` to send them."
+        )
+
+    _with_runtime(work)
+
+
+def _iso_time(option: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{option}: not an ISO 8601 time, e.g. 2026-11-22T10:00:00Z") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 CONFLICT_STATUSES = list(conflict_service.STATUSES)
