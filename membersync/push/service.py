@@ -60,8 +60,9 @@ async def start_push(
     ]
     await repository.add_batches(session, stored, batches)
     await _enqueue(session, stored, now)
-    run = PushRun(run_id, destination.name, len(rows), len(sendable), skipped, [b.id for b in stored])
-    run = PushRun(**{**vars(run), "first_due": due[0] if due else None, "last_due": due[-1] if due else None})
+    batch_ids = [batch.id for batch in stored]
+    first_due, last_due = (due[0], due[-1]) if due else (None, None)
+    run = PushRun(run_id, destination.name, len(rows), len(sendable), skipped, batch_ids, first_due, last_due)
     _log_run(run, tenant_id)
     return run
 
