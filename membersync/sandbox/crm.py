@@ -11,27 +11,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import random
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-HOST = "127.0.0.1"
+from membersync.sandbox.loopback import LoopbackServer, serve_in_foreground
+
 MAX_EMAIL_LENGTH = 320
 TIERS = ("bronze", "silver", "gold")
-START_TIMEOUT_SECONDS = 10.0
 # Fixed anchor so `updated_at` never depends on when the emulator runs.
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _UPDATED_AT_SPAN_SECONDS = 365 * 24 * 3600
@@ -191,66 +187,17 @@ def create_crm_app(config: CrmConfig) -> Starlette:
     )
 
 
-def _uvicorn_server(config: CrmConfig, port: int) -> uvicorn.Server:
-    uvicorn_config = uvicorn.Config(
-        create_crm_app(config),
-        host=HOST,
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        access_log=False,
-        ws="none",
-    )
-    return uvicorn.Server(uvicorn_config)
-
-
-def _base_url(server: uvicorn.Server) -> str:
-    port: int = server.servers[0].sockets[0].getsockname()[1]
-    return f"http://{HOST}:{port}"
-
-
-class CrmServer:
+class CrmServer(LoopbackServer):
     """The CRM emulator served by uvicorn on 127.0.0.1 from a background daemon thread."""
 
     def __init__(self, config: CrmConfig | None = None) -> None:
-        # Server.capture_signals() installs no handlers outside the main thread, so serving from a thread is safe.
-        self._server = _uvicorn_server(config or CrmConfig(), port=0)
-        self._thread: threading.Thread | None = None
+        super().__init__(create_crm_app(config or CrmConfig()), description="CRM emulator", thread_name="crm-sandbox")
         self.url: str | None = None
-
-    @property
-    def thread(self) -> threading.Thread | None:
-        return self._thread
 
     def start(self) -> str:
         """Start serving; returns the base URL once the server accepts connections."""
-        if self._thread is not None:
-            raise RuntimeError("CrmServer already started")
-        self._thread = threading.Thread(target=self._server.run, name="crm-sandbox", daemon=True)
-        self._thread.start()
-        self._wait_started()
-        self.url = _base_url(self._server)
+        self.url = super().start()
         return self.url
-
-    def _wait_started(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not self._server.started:
-            if self._thread is None or not self._thread.is_alive():
-                raise RuntimeError("CRM emulator exited before it started")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"CRM emulator did not start within {START_TIMEOUT_SECONDS} s")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        """Ask uvicorn to exit and wait for its thread; safe to call more than once."""
-        if self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout=START_TIMEOUT_SECONDS)
-        if self._thread.is_alive():
-            self._server.force_exit = True
-            self._thread.join(timeout=START_TIMEOUT_SECONDS)
 
     def __enter__(self) -> str:
         return self.start()
@@ -259,17 +206,6 @@ class CrmServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
-
-
-async def _serve_foreground(server: uvicorn.Server) -> None:
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            await serving
-            raise SystemExit("CRM emulator exited before it started")
-        await asyncio.sleep(0.01)
-    print(f"listening on {_base_url(server)}", flush=True)
-    await serving
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -298,9 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as exc:
         raise SystemExit(f"invalid option: {exc}") from exc
-    # uvicorn re-raises SIGINT after a graceful shutdown; that is the normal way to stop, not a crash.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_foreground(_uvicorn_server(config, port=args.port)))
+    serve_in_foreground(create_crm_app(config), port=args.port, description="CRM emulator")
 
 
 if __name__ == "__main__":

@@ -26,25 +26,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
-import functools
 import hashlib
-import hmac
-import json
 import math
-import re
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
@@ -54,22 +46,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from membersync.clock import SystemClock
+from membersync.sandbox import push_payload as payload
+from membersync.sandbox.loopback import LoopbackServer, serve_in_foreground
 
-HOST = "127.0.0.1"
 BATCHES_PATH = "/batches"
-MAX_EMAIL_LENGTH = 320
-MAX_NAME_LENGTH = 255
-MAX_TIME_ZONE_LENGTH = 255
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
 MAX_RECEIVED = 100_000
 MAX_REMEMBERED_KEYS = 100_000
-START_TIMEOUT_SECONDS = 10.0
-# Field paths echo client-chosen keys; a bounded prefix keeps a hostile megabyte key out of the answer.
-_ECHOED_KEY_LENGTH = 64
-_SUBSCRIBER_KEYS = ("email", "name", "time_zone")
-# Control characters and lone surrogates (which JSON's \uXXXX escapes can produce) are never member text.
-_FORBIDDEN_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
 
 class InvalidConfig(ValueError):
@@ -163,137 +145,6 @@ class _Accepted:
     body: dict[str, int]
 
 
-class _Refused(Exception):
-    """A request answered with an error naming the field at fault."""
-
-    def __init__(self, field: str, problem: str, status_code: int = 422) -> None:
-        super().__init__(f"{field} {problem}")
-        self.field = field
-        self.status_code = status_code
-
-    def response(self) -> JSONResponse:
-        return JSONResponse({"error": str(self), "field": self.field}, status_code=self.status_code)
-
-
-def _echoable(key: str) -> str:
-    return key[:_ECHOED_KEY_LENGTH].encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _json(body: bytes) -> object:
-    try:
-        return json.loads(body)
-    # ValueError covers bad JSON, bad UTF-8 and over-long integers; RecursionError deep nesting.
-    except (ValueError, RecursionError) as exc:
-        raise _Refused("body", "must be valid JSON") from exc
-
-
-def _object(value: object, path: str, keys: tuple[str, ...]) -> dict[str, object]:
-    if not isinstance(value, dict):
-        raise _Refused(path or "body", "must be a JSON object")
-    for key in value:
-        if key not in keys:
-            raise _Refused(_join(path, _echoable(key)), "is not a known key")
-    for key in keys:
-        if key not in value:
-            raise _Refused(_join(path, key), "is required")
-    return value
-
-
-def _items(value: object, path: str, max_items: int | None = None) -> list[object]:
-    if not isinstance(value, list):
-        raise _Refused(path, "must be a list")
-    if not value:
-        raise _Refused(path, "must not be empty")
-    if max_items is not None and len(value) > max_items:
-        raise _Refused(path, f"must hold at most {max_items} items")
-    return value
-
-
-def _text(value: object, path: str, max_length: int) -> str:
-    if not isinstance(value, str):
-        raise _Refused(path, "must be a string")
-    if len(value) > max_length:
-        raise _Refused(path, f"must be at most {max_length} characters")
-    if _FORBIDDEN_CHARACTER.search(value):
-        raise _Refused(path, "must not contain control characters or lone surrogates")
-    return value
-
-
-def _check_email(value: object, path: str) -> None:
-    if not _EMAIL.fullmatch(_text(value, path, MAX_EMAIL_LENGTH)):
-        raise _Refused(path, "must be an address with one @ and no spaces")
-
-
-@functools.lru_cache(maxsize=1024)
-def _is_time_zone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    # Hostile keys raise ValueError, ZoneInfoNotFoundError (a KeyError) or OSError; any failure means unknown.
-    except Exception:
-        return False
-    return True
-
-
-def _check_time_zone(value: object, path: str) -> None:
-    if not _is_time_zone(_text(value, path, MAX_TIME_ZONE_LENGTH)):
-        raise _Refused(path, "is not a known time zone")
-
-
-def _batch_size(batch: object, path: str, max_batch_size: int) -> int:
-    subscribers = _items(_object(batch, path, ("subscribers",))["subscribers"], f"{path}.subscribers", max_batch_size)
-    for index, subscriber in enumerate(subscribers):
-        where = f"{path}.subscribers[{index}]"
-        fields = _object(subscriber, where, _SUBSCRIBER_KEYS)
-        _check_email(fields["email"], f"{where}.email")
-        _text(fields["name"], f"{where}.name", MAX_NAME_LENGTH)
-        _check_time_zone(fields["time_zone"], f"{where}.time_zone")
-    return len(subscribers)
-
-
-def _batch_sizes(body: bytes, max_batch_size: int) -> list[int]:
-    """The subscriber count of each batch of a valid push; raises _Refused naming the first bad field."""
-    batches = _items(_object(_json(body), "", ("batches",))["batches"], "batches")
-    return [_batch_size(batch, f"batches[{index}]", max_batch_size) for index, batch in enumerate(batches)]
-
-
-def _check_authorization(header: str | None, api_key: str) -> None:
-    scheme, _, token = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise _Refused("authorization", "must be 'Bearer <api key>'", status_code=401)
-    if not hmac.compare_digest(token.encode(), api_key.encode()):
-        raise _Refused("authorization", "does not carry the API key", status_code=401)
-
-
-def _idempotency_key(header: str | None) -> str | None:
-    if header is not None and not 1 <= len(header) <= MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise _Refused("idempotency_key", f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
-    return header
-
-
-def _declares_more_than(content_length: str | None, limit: int) -> bool:
-    if content_length is None or not (content_length.isascii() and content_length.isdigit()):
-        return False
-    digits = content_length.lstrip("0")
-    # Comparing lengths first keeps int() away from digit strings long enough to make it raise.
-    return len(digits) > len(str(limit)) or int(digits or "0") > limit
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    too_large = _Refused("body", f"must be at most {limit} bytes", status_code=413)
-    if _declares_more_than(request.headers.get("content-length"), limit):
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
-
-
 class PushDestination:
     """Settings, counters and idempotency memory of one emulator, shared by its routes and Python callers.
 
@@ -323,7 +174,7 @@ class PushDestination:
     def configure(self, **changes: Any) -> PushDestinationConfig:
         """Apply all `changes` or none; raises InvalidConfig naming the first bad setting."""
         for name in changes:
-            _require(name in _SETTING_TYPES, _echoable(name), "is not a setting")
+            _require(name in _SETTING_TYPES, payload.echoable(name), "is not a setting")
         with self._lock:
             self._config = dataclasses.replace(self._config, **changes)
             return self._config
@@ -373,7 +224,7 @@ class PushDestination:
             if accepted is None:
                 return None
             if accepted.fingerprint != fingerprint:
-                raise _Refused("idempotency_key", "was already used with another body")
+                raise payload.Refused("idempotency_key", "was already used with another body")
             self._counters.replayed += 1
         return JSONResponse(accepted.body, status_code=202, headers={"Idempotent-Replayed": "true"})
 
@@ -414,17 +265,17 @@ class _RequestIdMiddleware:
 
 
 async def _handle_push(destination: PushDestination, request: Request, config: PushDestinationConfig) -> JSONResponse:
-    _check_authorization(request.headers.get("authorization"), config.api_key)
+    payload.check_authorization(request.headers.get("authorization"), config.api_key)
     fault = destination._take_fault()
     if fault is not None:
         return fault
-    body = await _read_body(request, config.max_body_bytes)
-    key = _idempotency_key(request.headers.get("idempotency-key"))
+    body = await payload.read_body(request, config.max_body_bytes)
+    key = payload.idempotency_key(request.headers.get("idempotency-key"))
     fingerprint = hashlib.sha256(body).digest()
     replay = destination._replay(key, fingerprint)
     if replay is not None:
         return replay
-    batch_sizes = _batch_sizes(body, config.max_batch_size)
+    batch_sizes = payload.batch_sizes(body, config.max_batch_size)
     return destination._accept(str(request.state.request_id), key, fingerprint, batch_sizes)
 
 
@@ -433,18 +284,18 @@ async def _post_batches(destination: PushDestination, request: Request) -> JSONR
     await asyncio.sleep(config.latency_seconds)
     try:
         return await _handle_push(destination, request, config)
-    except _Refused as refused:
+    except payload.Refused as refused:
         destination._count_rejected()
         return refused.response()
 
 
 async def _post_config(destination: PushDestination, request: Request) -> JSONResponse:
     try:
-        changes = _json(await _read_body(request, destination.config.max_body_bytes))
+        changes = payload.parse_json(await payload.read_body(request, destination.config.max_body_bytes))
         if not isinstance(changes, dict):
-            raise _Refused("body", "must be a JSON object")
+            raise payload.Refused("body", "must be a JSON object")
         config = destination.configure(**changes)
-    except _Refused as refused:
+    except payload.Refused as refused:
         return refused.response()
     except InvalidConfig as exc:
         return JSONResponse({"error": str(exc), "field": exc.field}, status_code=422)
@@ -478,34 +329,19 @@ def create_push_destination_app(destination: PushDestination) -> Starlette:
     )
 
 
-def _uvicorn_server(app: Starlette, port: int) -> uvicorn.Server:
-    uvicorn_config = uvicorn.Config(
-        app, host=HOST, port=port, log_level="warning", lifespan="off", access_log=False, ws="none"
-    )
-    return uvicorn.Server(uvicorn_config)
-
-
-def _base_url(server: uvicorn.Server) -> str:
-    port: int = server.servers[0].sockets[0].getsockname()[1]
-    return f"http://{HOST}:{port}"
-
-
-class PushDestinationServer:
+class PushDestinationServer(LoopbackServer):
     """The push destination served by uvicorn on 127.0.0.1, on an ephemeral port, from a daemon thread."""
 
     def __init__(
         self, config: PushDestinationConfig | None = None, *, clock: Callable[[], datetime] | None = None
     ) -> None:
         self.destination = PushDestination(config, clock=clock)
-        # Server.capture_signals() installs no handlers outside the main thread, so serving from a thread is safe.
-        self._server = _uvicorn_server(create_push_destination_app(self.destination), port=0)
-        self._thread: threading.Thread | None = None
-        self.base_url: str | None = None
+        super().__init__(
+            create_push_destination_app(self.destination),
+            description="push destination emulator",
+            thread_name="push-destination-sandbox",
+        )
         self.url: str | None = None
-
-    @property
-    def thread(self) -> threading.Thread | None:
-        return self._thread
 
     def configure(self, **changes: Any) -> PushDestinationConfig:
         return self.destination.configure(**changes)
@@ -518,34 +354,8 @@ class PushDestinationServer:
 
     def start(self) -> str:
         """Start serving; returns the URL of `POST /batches` once the server accepts connections."""
-        if self._thread is not None:
-            raise RuntimeError("PushDestinationServer already started")
-        self._thread = threading.Thread(target=self._server.run, name="push-destination-sandbox", daemon=True)
-        self._thread.start()
-        self._wait_started()
-        self.base_url = _base_url(self._server)
-        self.url = self.base_url + BATCHES_PATH
+        self.url = super().start() + BATCHES_PATH
         return self.url
-
-    def _wait_started(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not self._server.started:
-            if self._thread is None or not self._thread.is_alive():
-                raise RuntimeError("push destination emulator exited before it started")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"push destination emulator did not start within {START_TIMEOUT_SECONDS} s")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        """Ask uvicorn to exit and wait for its thread; safe to call more than once."""
-        if self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout=START_TIMEOUT_SECONDS)
-        if self._thread.is_alive():
-            self._server.force_exit = True
-            self._thread.join(timeout=START_TIMEOUT_SECONDS)
 
     def __enter__(self) -> PushDestinationServer:
         self.start()
@@ -555,17 +365,6 @@ class PushDestinationServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
-
-
-async def _serve_foreground(server: uvicorn.Server) -> None:
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            await serving
-            raise SystemExit("push destination emulator exited before it started")
-        await asyncio.sleep(0.01)
-    print(f"listening on {_base_url(server)}{BATCHES_PATH}", flush=True)
-    await serving
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -586,9 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     except InvalidConfig as exc:
         raise SystemExit(f"invalid option: {exc}") from exc
     app = create_push_destination_app(PushDestination(config))
-    # uvicorn re-raises SIGINT after a graceful shutdown; that is the normal way to stop, not a crash.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_foreground(_uvicorn_server(app, port=args.port)))
+    serve_in_foreground(app, port=args.port, description="push destination emulator", path=BATCHES_PATH)
 
 
 if __name__ == "__main__":
