@@ -256,6 +256,17 @@ def _redis_client(url: str) -> Redis:
     return Redis.from_url(url)
 
 
+def delete_redis_keys(url: str, pattern: str) -> None:
+    """Delete the keys matching `pattern` (one this benchmark's own namespace makes its own)."""
+    client = _redis_client(url)
+    try:
+        created = client.keys(pattern)
+        if created:
+            client.delete(*created)
+    finally:
+        client.close()
+
+
 @contextmanager
 def redis_queue_keys(settings: Settings, queue: str) -> Iterator[Redis]:
     """Refuse to start when the queue's huey keys exist already; delete the ones this run created at the end.

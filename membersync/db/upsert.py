@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter, ne
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, case, cast, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase
@@ -96,14 +99,34 @@ def insert_or_update_many(
     """`insert_or_update` for many rows at once: the statement and the parameters to execute it with.
 
     PostgreSQL gets one array parameter per column, unnested by the server: the statement stays short,
-    so it is parsed and planned once rather than once per batch of thousands of placeholders.
+    so it is parsed and planned once rather than once per batch of thousands of placeholders. SQLite gets
+    the rows as one JSON parameter, walked by `json_each`: no Python work per row and placeholder.
     """
     table = model.__table__
     assert isinstance(table, Table)
-    if dialect != "postgresql":
+    statement = _unnest_insert(table, rows) if dialect == "postgresql" else _json_rows_insert(table, rows)
+    if statement is None:
         return insert_or_update(dialect, model, conflict, {}, update, merge_json=merge_json), list(rows)
-    statement = _unnest_insert(table, rows)
     return _on_conflict_update(dialect, table, statement, conflict, update, None, merge_json, ()), []
+
+
+def upsert_from_select(
+    dialect: str,
+    model: type[DeclarativeBase],
+    conflict: Sequence[str],
+    columns: Sequence[str],
+    rows: Select[Any],
+    update: Sequence[str],
+    fixed: dict[str, Any] | None = None,
+) -> Insert:
+    """`INSERT … SELECT rows ON CONFLICT (conflict) DO UPDATE SET` the `update` columns to the incoming
+    values and the `fixed` ones to theirs: the rows never leave the database."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    # SQLite parses an upsert after `INSERT … SELECT … FROM` only when the SELECT has a WHERE clause.
+    statement: Any = _dialect_insert(dialect, table).from_select(list(columns), rows.where(true()))
+    changes = {column: statement.excluded[column] for column in update} | (fixed or {})
+    return statement.on_conflict_do_update(index_elements=list(conflict), set_=changes)  # type: ignore[no-any-return]
 
 
 def insert_many(
@@ -113,15 +136,23 @@ def insert_many(
     statement of arrays, where an executemany would send one INSERT per row)."""
     table = model.__table__
     assert isinstance(table, Table)
-    if dialect != "postgresql":
-        return sqlite.insert(table), list(rows)
-    return _unnest_insert(table, rows), []
+    if dialect == "postgresql":
+        return _unnest_insert(table, rows), []
+    statement = _json_rows_insert(table, rows)
+    return (sqlite.insert(table), list(rows)) if statement is None else (statement, [])
+
+
+def _varying(columns: list[str], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The columns whose value is not the same in every row (at least one, so the rows can be counted)."""
+    first = rows[0]
+    varying = [column for column in columns if any(map(ne, repeat(first[column]), map(itemgetter(column), rows)))]
+    return varying or columns[:1]
 
 
 def _unnest_insert(table: Table, rows: Sequence[dict[str, Any]]) -> Any:
     columns = list(rows[0])
     first = rows[0]
-    varying = [column for column in columns if any(row[column] != first[column] for row in rows)] or columns[:1]
+    varying = _varying(columns, rows)
     arrays = [
         bindparam(f"{column}_values", [row[column] for row in rows], type_=ARRAY(table.c[column].type))
         for column in varying
@@ -135,6 +166,45 @@ def _unnest_insert(table: Table, rows: Sequence[dict[str, Any]]) -> Any:
         for column in columns
     ]
     return postgresql.insert(table).from_select(columns, select(*selected))
+
+
+_SQLITE = sqlite.dialect()
+
+
+def _json_payload(table: Table, rows: Sequence[dict[str, Any]], columns: list[str]) -> str | None:
+    """The rows' values of `columns` as a JSON array of arrays, each value converted as SQLite stores it."""
+    converters = [table.c[column].type.dialect_impl(_SQLITE).bind_processor(_SQLITE) for column in columns]
+    picked = ([row[column] for column in columns] for row in rows)
+    converted = [
+        [value if convert is None else convert(value) for value, convert in zip(values, converters, strict=True)]
+        for values in picked
+    ]
+    try:
+        return json.dumps(converted, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json_rows_insert(table: Table, rows: Sequence[dict[str, Any]]) -> Any:
+    """`INSERT … SELECT` from a JSON array of the rows' varying values, each already converted as SQLite
+    stores it (so a timestamp is the same text an ordinary INSERT writes); the shared values are bound once.
+    None when the rows hold a value JSON cannot carry: the caller then binds them row by row."""
+    if not rows:
+        return None
+    columns = list(rows[0])
+    varying = _varying(columns, rows)
+    payload = _json_payload(table, rows, varying)
+    if payload is None:
+        return None
+    incoming = func.json_each(bindparam("json_rows", payload)).table_valued("value").alias("incoming")
+    selected = [
+        func.json_extract(incoming.c.value, f"$[{varying.index(column)}]")
+        if column in varying
+        else bindparam(f"{column}_value", rows[0][column], type_=table.c[column].type)
+        for column in columns
+    ]
+    # SQLite parses an upsert after `INSERT … SELECT … FROM` only when the SELECT has a WHERE clause.
+    return sqlite.insert(table).from_select(columns, select(*selected).select_from(incoming).where(true()))
 
 
 def _on_conflict_update(

@@ -24,3 +24,14 @@ def first_slot(now: datetime, last_scheduled: datetime | None, spacing: timedelt
     if last_scheduled is None:
         return now
     return max(now, last_scheduled + spacing)
+
+
+def slot_after_denial(
+    frees_at: datetime, others_due_by_then: bool, last_scheduled: datetime | None, spacing: timedelta
+) -> datetime:
+    """When a batch that found no budget tries again: as soon as the budget frees if no other waiting batch
+    is due by then (so the freed slot is not left unused), otherwise after every waiting batch (so batches
+    turned away together do not all wake at the same moment)."""
+    if not others_due_by_then:
+        return frees_at
+    return first_slot(frees_at, last_scheduled, spacing)

@@ -49,6 +49,17 @@ async def last_scheduled(session: AsyncSession, destination: str) -> datetime | 
     return await session.scalar(statement)
 
 
+async def others_due_by(session: AsyncSession, destination: str, moment: datetime, batch_id: int) -> bool:
+    """Whether a waiting batch to `destination` other than `batch_id` is due at or before `moment`."""
+    statement = select(PushBatch.id).where(
+        PushBatch.destination == destination,
+        PushBatch.status.in_(WAITING),
+        PushBatch.scheduled_at <= moment,
+        PushBatch.id != batch_id,
+    )
+    return await session.scalar(statement.limit(1)) is not None
+
+
 async def add_batches(session: AsyncSession, batches: list[PushBatch], members: Sequence[Sequence[int]]) -> None:
     """Store the batches and, for each, its members."""
     session.add_all(batches)
@@ -79,6 +90,16 @@ async def batch_members(session: AsyncSession, batch_id: int) -> list[Any]:
         .order_by(Member.id)
     )
     return list((await session.execute(statement)).all())
+
+
+def sent_members(batch_id: int) -> Select[str, str]:
+    """The batch's members that still have an email, as (member id as text, email): what its tracker links
+    to the destination are made of."""
+    return (
+        select(cast(Member.id, String), Member.email)
+        .join(PushBatchMember, PushBatchMember.member_id == Member.id)
+        .where(PushBatchMember.batch_id == batch_id, Member.email.is_not(None))
+    )
 
 
 async def set_batch(session: AsyncSession, batch_id: int, **values: Any) -> None:

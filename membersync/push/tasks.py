@@ -20,8 +20,7 @@ from membersync.jobs.runner import DeferJob, PermanentJobError, RetryJobAt
 from membersync.jobs.spec import JobSpec, RetryStrategy
 from membersync.push import plan, repository
 from membersync.runtime import Runtime
-from membersync.tracker.bulk import SyncedLink
-from membersync.tracker.entities import EntityRef
+from membersync.tracker.entities import SelectedLinks
 
 logger = structlog.get_logger("membersync.push")
 
@@ -93,15 +92,16 @@ def _subscriber(row: Any) -> Subscriber:
 
 
 async def _take_budget(runtime: Runtime, destination: PushDestination, batch_id: int, log: Any) -> None:
-    """One request's worth of the destination's budget, or the batch moves to the next free slot after the
-    batches already waiting (so batches that find no budget do not all wake at the same moment)."""
+    """One request's worth of the destination's budget, or the batch is put off to when the budget frees
+    (or, when other batches are due by then, after them)."""
     admission = await runtime.limiter.acquire(f"push:{destination.name}", destination.rate_limit, runtime.clock.now())
     if admission.allowed:
         return
     assert admission.retry_at is not None
     async with runtime.unit_of_work() as session:
+        crowded = await repository.others_due_by(session, destination.name, admission.retry_at, batch_id)
         last = await repository.last_scheduled(session, destination.name)
-        at = plan.first_slot(admission.retry_at, last, destination.rate_limit.spacing)
+        at = plan.slot_after_denial(admission.retry_at, crowded, last, destination.rate_limit.spacing)
         await repository.set_batch(session, batch_id, scheduled_at=at)
     log.info("push.waiting_for_budget", budget_frees_at=admission.retry_at.isoformat(), until=at.isoformat())
     raise DeferJob(f"no budget left for {destination.name}; next slot {at.isoformat()}", at)
@@ -160,11 +160,8 @@ async def _record(
         state: dict[str, Any] = {"attempts": job.attempts, "last_status_code": sent.status_code, "updated_at": now}
         if sent.reply.accepted:
             state |= {"status": "succeeded", "sent_count": len(subscribers), "finished_at": now, "last_error": None}
-            links = [
-                SyncedLink(EntityRef("member", str(person.member_id), job.tenant_id or 0), person.email)
-                for person in subscribers
-            ]
-            await runtime.tracker.mark_synced_many(session, destination.name, links, read_at)
+            pushed = SelectedLinks(job.tenant_id or 0, destination.name, "member", repository.sent_members(batch_id))
+            await runtime.tracker.mark_synced_selected(session, pushed, read_at)
         else:
             status = "failed" if outcome == "failed" else "retrying"
             state |= {"status": status, "last_error": _error_text(sent)[:2000]}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -79,36 +80,43 @@ def _refuse_shared_external_ids(source: str, rows: Iterable[dict[str, Any]]) -> 
 
 async def write_synced(
     session: AsyncSession, source: str, rows: Sequence[dict[str, Any]], replace_metadata: bool
-) -> list[int]:
-    """Upsert the rows chunk by chunk and queue `entity_synced` for after the commit; returns the links' ids.
-    A chunk refused by the database raises `ExternalIdTaken` when another entity holds one of its external ids."""
-    ids = await _write_groups(session, source, rows, replace_metadata)
-    if events.entity_synced.receivers:
-        for link in await repository.by_ids(session, ids):
-            ref = EntityRef(link.entity_type, link.entity_id, link.tenant_id)
-            events.defer(session, events.entity_synced, link, entity=ref)
-    return ids
+) -> int:
+    """Upsert the rows chunk by chunk and queue `entity_synced` for after the commit; returns how many links
+    were written. A chunk refused by the database raises `ExternalIdTaken` when another entity holds one of
+    its external ids."""
+    notify = bool(events.entity_synced.receivers)
+    ids: list[int] = []
+    for chunk, update in _chunks(rows, replace_metadata):
+        async with _refusal_explained(session, source, chunk):
+            if notify:
+                ids += await repository.upsert_many_ids(session, chunk, update, not replace_metadata)
+            else:
+                await repository.upsert_many(session, chunk, update, not replace_metadata)
+    # Queued after the savepoints: releasing one counts as a commit to the session's events.
+    for link in await repository.by_ids(session, ids) if notify else []:
+        events.defer(
+            session, events.entity_synced, link, entity=EntityRef(link.entity_type, link.entity_id, link.tenant_id)
+        )
+    return len(rows)
 
 
-async def _write_groups(
-    session: AsyncSession, source: str, rows: Sequence[dict[str, Any]], replace_metadata: bool
-) -> list[int]:
+def _chunks(rows: Sequence[dict[str, Any]], replace_metadata: bool) -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
+    """The rows in chunks, those carrying metadata apart from those that keep the link's."""
     with_metadata = [row for row in rows if row["metadata"] is not None or replace_metadata]
     without = [row | {"metadata": {}} for row in rows if row["metadata"] is None and not replace_metadata]
-    ids: list[int] = []
     for group, metadata_update in ((with_metadata, ["metadata"]), (without, [])):
         for start in range(0, len(group), CHUNK_SIZE):
             chunk = [row | {"metadata": row["metadata"] or {}} for row in group[start : start + CHUNK_SIZE]]
-            ids += await _write_chunk(session, source, chunk, SYNCED_UPDATE + metadata_update, replace_metadata)
-    return ids
+            yield chunk, SYNCED_UPDATE + metadata_update
 
 
-async def _write_chunk(
-    session: AsyncSession, source: str, chunk: list[dict[str, Any]], update: list[str], replace_metadata: bool
-) -> list[int]:
+@asynccontextmanager
+async def _refusal_explained(session: AsyncSession, source: str, chunk: list[dict[str, Any]]) -> AsyncIterator[None]:
+    """The chunk's writes in a savepoint; a refusal by the database is explained when it is an external id
+    held by another entity."""
     try:
         async with session.begin_nested():
-            return await repository.upsert_many(session, chunk, update, merge_metadata=not replace_metadata)
+            yield
     except IntegrityError:
         await _explain_refusal(session, source, chunk)
         raise

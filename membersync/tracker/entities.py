@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Select, Subquery
+
 from membersync.errors import InvalidInput
 from membersync.models import Member
 
@@ -118,3 +120,17 @@ def default_registry(known_sources: Callable[[], Iterable[str]] | None = None) -
     # Edits made in membersync itself (the API, a reviewer) are a source like any other.
     registry.register_source(LOCAL_SOURCE)
     return registry
+
+
+@dataclass(frozen=True)
+class SelectedLinks:
+    """The links of one source a query names, for `mark_synced_selected`: `rows` yields (entity id, external
+    id) of entities of `entity_type` in tenant `tenant_id`."""
+
+    tenant_id: int
+    source: str
+    entity_type: str
+    rows: Select[str, str]
+
+    def pairs(self) -> Subquery:
+        return self.rows.subquery("selected")

@@ -15,11 +15,11 @@ from membersync.jobs.policy import describe_error
 from membersync.models import ExternalLink
 from membersync.tracker import events, repository
 from membersync.tracker.bulk import SyncedLink, synced_rows, write_synced
-from membersync.tracker.entities import EntityRef, LinkedRecord, TrackerRegistry
+from membersync.tracker.entities import EntityRef, LinkedRecord, SelectedLinks, TrackerRegistry
 from membersync.tracker.rules import ExternalIdTaken, check_external_id, check_metadata
 from membersync.tracker.schemas import SyncStatus
 
-__all__ = ["ExternalIdTaken", "SyncedLink", "Tracker"]
+__all__ = ["ExternalIdTaken", "SelectedLinks", "SyncedLink", "Tracker"]
 
 SYNCED, PENDING, FAILED = "synced", "pending", "failed"
 
@@ -93,7 +93,20 @@ class Tracker:
         """
         self.registry.check_source(source)
         rows = synced_rows(self.registry, source, links, now)
-        return len(await write_synced(session, source, rows, replace_metadata))
+        return await write_synced(session, source, rows, replace_metadata)
+
+    async def mark_synced_selected(self, session: AsyncSession, selected: SelectedLinks, now: datetime) -> None:
+        """Mark synced, as of `now`, every entity the selection's query yields, without the rows leaving the
+        database: for a source whose records are keyed by a value the entity holds (a destination keyed by
+        email). An external id held by another entity moves to the selected one; the other is left pending, to
+        be synced again. A link's metadata is kept."""
+        self.registry.check_source(selected.source)
+        await repository.release_external_ids(session, selected, now)
+        await repository.upsert_selected(session, selected, now)
+        if events.entity_synced.receivers:
+            for link in await repository.selected_links(session, selected):
+                ref = EntityRef(link.entity_type, link.entity_id, link.tenant_id)
+                events.defer(session, events.entity_synced, link, entity=ref)
 
     async def mark_failed(
         self, session: AsyncSession, entity: Any, source: str, error: str | BaseException, now: datetime

@@ -82,6 +82,14 @@ def test_batches_are_spread_one_budget_slot_apart_after_those_waiting(clock: Fro
     assert plan.first_slot(now, now - timedelta(hours=1), timedelta(seconds=72)) == now
 
 
+def test_a_batch_turned_away_takes_the_freed_slot_unless_others_are_due_by_then(clock: FrozenClock) -> None:
+    frees_at, spacing = clock.now(), timedelta(seconds=72)
+    last = frees_at + timedelta(hours=2)
+    assert plan.slot_after_denial(frees_at, False, last, spacing) == frees_at
+    assert plan.slot_after_denial(frees_at, True, last, spacing) == last + spacing
+    assert plan.slot_after_denial(frees_at, True, None, spacing) == frees_at
+
+
 async def test_a_push_sends_changed_members_once_and_skips_bad_emails(
     pushing: Runtime, emulator: Emulator, clock: FrozenClock
 ) -> None:

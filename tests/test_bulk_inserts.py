@@ -1,0 +1,120 @@
+"""Many rows in one statement (`insert_many`, `insert_or_update_many`) store exactly what a row-by-row
+INSERT stores, on SQLite (rows as one JSON parameter) and PostgreSQL (arrays)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select, text
+
+from membersync.clock import FrozenClock
+from membersync.db.engine import dialect_of
+from membersync.db.upsert import insert_many, insert_or_update_many
+from membersync.models import AuditEntry, ExternalLink
+from membersync.runtime import Runtime
+from tests.factories import make_member, make_tenant
+
+AWKWARD = ["007", '{"a": 1}', "null", "true", "1e3", "  spaced  ", "Zoë ✓ 🙂", "quote ' and \" and \\", "", "[1]"]
+
+
+def _audit_rows(tenant_id: int, member_id: int, field: str, now: datetime) -> list[dict[str, Any]]:
+    befores: list[Any] = [None, *AWKWARD, 12, 1.5, True, {"nested": [1, None, "x"]}, ["a", 2]]
+    return [
+        {
+            "tenant_id": tenant_id,
+            "member_id": member_id,
+            "field": field,
+            "before": before,
+            "after": AWKWARD[index % len(AWKWARD)],
+            "source": "crm",
+            "operation": "update",
+            "operation_id": None if index % 2 else index,
+            "actor": "system",
+            "at": (now + timedelta(microseconds=index)).astimezone(timezone(timedelta(hours=5))),
+        }
+        for index, before in enumerate(befores)
+    ]
+
+
+_STORED = "SELECT before, after, operation_id, at FROM audit_entries WHERE field = :field ORDER BY id"
+
+
+async def test_many_rows_at_once_are_stored_as_one_at_a_time_stores_them(runtime: Runtime, clock: FrozenClock) -> None:
+    tenant = await make_tenant(runtime)
+    member = await make_member(runtime, tenant)
+    async with runtime.unit_of_work() as session:
+        statement, parameters = insert_many(
+            dialect_of(session), AuditEntry, _audit_rows(tenant.id, member.id, "bulk", clock.now())
+        )
+        await session.execute(statement, parameters or None)
+        for row in _audit_rows(tenant.id, member.id, "single", clock.now()):
+            await session.execute(insert(AuditEntry).values(**row))
+    async with runtime.database.read_sessions() as session:
+        bulk = (await session.execute(text(_STORED), {"field": "bulk"})).all()
+        single = (await session.execute(text(_STORED), {"field": "single"})).all()
+        read = list((await session.scalars(select(AuditEntry).where(AuditEntry.field == "bulk"))).all())
+    assert bulk == single
+    assert [entry.before for entry in read] == [row["before"] for row in _audit_rows(0, 0, "", clock.now())]
+    assert all(entry.at.tzinfo is not None for entry in read)
+    assert read[3].at == (clock.now() + timedelta(microseconds=3)).astimezone(UTC)
+
+
+async def test_one_row_and_shared_values_are_stored_too(runtime: Runtime, clock: FrozenClock) -> None:
+    tenant = await make_tenant(runtime)
+    member = await make_member(runtime, tenant)
+    [row] = _audit_rows(tenant.id, member.id, "one", clock.now())[:1]
+    async with runtime.unit_of_work() as session:
+        statement, parameters = insert_many(dialect_of(session), AuditEntry, [row, row | {"field": "two"}])
+        await session.execute(statement, parameters or None)
+    async with runtime.database.read_sessions() as session:
+        stored = list((await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all())
+    assert [(entry.field, entry.before, entry.after, entry.at) for entry in stored] == [
+        ("one", None, AWKWARD[0], clock.now()),
+        ("two", None, AWKWARD[0], clock.now()),
+    ]
+
+
+@pytest.mark.parametrize("odd", [Decimal("1.5"), float("nan")])
+def test_rows_json_cannot_carry_are_bound_row_by_row_on_sqlite(odd: Any) -> None:
+    rows = _audit_rows(1, 1, "odd", datetime(2026, 1, 1, tzinfo=UTC))[:2]
+    rows[1]["operation_id"] = odd
+    statement, parameters = insert_many("sqlite", AuditEntry, rows)
+    assert parameters == rows
+    assert statement.select is None
+
+
+async def test_an_upsert_of_many_links_inserts_then_updates(runtime: Runtime, clock: FrozenClock) -> None:
+    tenant = await make_tenant(runtime)
+    now = clock.now()
+    rows: list[dict[str, Any]] = [
+        {
+            "tenant_id": tenant.id,
+            "entity_type": "member",
+            "entity_id": str(index),
+            "source": "crm",
+            "external_id": AWKWARD[index],
+            "status": "synced",
+            "retry_count": 0,
+            "metadata": {"n": index},
+            "synced_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for index in range(len(AWKWARD))
+    ]
+    key = ["tenant_id", "entity_type", "entity_id", "source"]
+    later = now + timedelta(hours=1)
+    async with runtime.unit_of_work() as session:
+        for batch in (rows, [row | {"synced_at": later, "external_id": row["external_id"] + "!"} for row in rows]):
+            statement, parameters = insert_or_update_many(
+                dialect_of(session), ExternalLink, key, batch, ["external_id", "synced_at"]
+            )
+            await session.execute(statement, parameters or None)
+    async with runtime.database.read_sessions() as session:
+        links = list((await session.scalars(select(ExternalLink).order_by(ExternalLink.id))).all())
+    assert [(link.external_id, link.synced_at, link.meta) for link in links] == [
+        (text_ + "!", later, {"n": index}) for index, text_ in enumerate(AWKWARD)
+    ]
