@@ -11,24 +11,23 @@ from typing import Any
 
 import httpx
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.destinations.contract import PushDestination, PushReply, Subscriber, UnknownDestination
 from membersync.http.client import RetryPolicy, retry_delay
 from membersync.jobs.ledger import ClaimedJob
 from membersync.jobs.policy import describe_error
 from membersync.jobs.runner import DeferJob, PermanentJobError, RetryJobAt
-from membersync.jobs.spec import JobSpec, RetryStrategy
+from membersync.jobs.spec import Finalizer, JobSpec, RetryStrategy
 from membersync.push import plan, repository
 from membersync.runtime import Runtime
 from membersync.tracker.entities import SelectedLinks
 
 logger = structlog.get_logger("membersync.push")
 
+# No lock: a batch has one job row, and the ledger's claim hands a row to one worker at a time.
 PUSH_BATCH = JobSpec(
-    name="push.send_batch",
-    queue="user-sync",
-    retry=RetryStrategy(max_attempts=3, delay=timedelta(seconds=60)),
-    lock=lambda job: f"push-batch:{job.entity_id}",
+    name="push.send_batch", queue="user-sync", retry=RetryStrategy(max_attempts=3, delay=timedelta(seconds=60))
 )
 # A destination's Retry-After is honoured between these bounds: 0 must not become a tight loop.
 RETRY_AFTER = RetryPolicy(min_retry_after=5.0, max_retry_after=24 * 3600.0)
@@ -53,24 +52,28 @@ def install(runtime: Runtime) -> None:
     runtime.jobs.add(PUSH_BATCH, partial(send_batch, runtime))
 
 
-async def send_batch(runtime: Runtime, job: ClaimedJob) -> None:
-    """Send the batch `job.entity_id` once, if the destination's budget allows; else put it off."""
+async def send_batch(runtime: Runtime, job: ClaimedJob) -> Finalizer | None:
+    """Send the batch `job.entity_id` once, if the destination's budget allows; else put it off. An accepted
+    batch is recorded with the job's own success, in one transaction."""
     destination = _destination(runtime, job)
     batch_id = _batch_id(job)
-    async with runtime.unit_of_work() as session:
+    async with runtime.database.read_sessions() as session:
         batch = await repository.batch(session, batch_id, job.tenant_id)
         if batch is None:
             raise PermanentJobError(f"push batch {batch_id} no longer exists")
         if batch.status == "succeeded":
-            return
+            return None
         read_at = runtime.clock.now()
         subscribers = [_subscriber(row) for row in await repository.batch_members(session, batch_id)]
         idempotency_key = batch.idempotency_key
     log = logger.bind(batch_id=batch_id, destination=destination.name, attempt=job.attempts, job_id=job.id)
     await _take_budget(runtime, destination, batch_id, log)
     sent = await _send(runtime, destination, idempotency_key, subscribers, log)
-    await _record(runtime, job, destination, subscribers, sent, read_at)
-    _raise_unless_accepted(runtime, job, sent, log)
+    if sent.reply.accepted:
+        return partial(_record_accepted, runtime, job, destination.name, len(subscribers), sent, read_at, log)
+    await _record_refused(runtime, job, len(subscribers), sent)
+    _raise_refused(runtime, job, sent, log)
+    return None
 
 
 def _destination(runtime: Runtime, job: ClaimedJob) -> PushDestination:
@@ -142,42 +145,48 @@ def _is_last(job: ClaimedJob, sent: Sent) -> bool:
     return sent.reply.permanent or job.attempts >= PUSH_BATCH.retry.max_attempts
 
 
-async def _record(
+async def _record_accepted(
     runtime: Runtime,
     job: ClaimedJob,
-    destination: PushDestination,
-    subscribers: list[Subscriber],
+    destination: str,
+    count: int,
     sent: Sent,
     read_at: datetime,
+    log: Any,
+    session: AsyncSession,
+    now: datetime,
 ) -> None:
-    """The request in `push_attempts`, the batch's state, and on success each member's link to the
-    destination, synced as of when the members were read: a change made since is pushed next time."""
+    """The request in `push_attempts`, the batch succeeded, and each member's link to the destination synced
+    as of when the members were read: a change made since is pushed next time."""
+    batch_id = _batch_id(job)
+    await repository.add_attempt(session, _attempt_row(batch_id, job, count, sent, "accepted", now))
+    state = {"attempts": job.attempts, "last_status_code": sent.status_code, "updated_at": now, "last_error": None}
+    await repository.set_batch(session, batch_id, **state, status="succeeded", sent_count=count, finished_at=now)
+    pushed = SelectedLinks(job.tenant_id or 0, destination, "member", repository.sent_members(batch_id))
+    await runtime.tracker.mark_synced_selected(session, pushed, read_at)
+    log.info("push.batch_succeeded", request_id=sent.request_id)
+
+
+async def _record_refused(runtime: Runtime, job: ClaimedJob, count: int, sent: Sent) -> None:
+    """The request in `push_attempts` and the batch retrying or, after its last try, failed."""
     now = runtime.clock.now()
     batch_id = _batch_id(job)
-    outcome = "accepted" if sent.reply.accepted else "failed" if _is_last(job, sent) else "retry"
+    outcome = "failed" if _is_last(job, sent) else "retry"
+    state: dict[str, Any] = {"attempts": job.attempts, "last_status_code": sent.status_code, "updated_at": now}
+    state |= {"status": "failed" if outcome == "failed" else "retrying", "last_error": _error_text(sent)[:2000]}
+    state |= {"finished_at": now} if outcome == "failed" else {}
     async with runtime.unit_of_work() as session:
-        await repository.add_attempt(session, _attempt_row(batch_id, job, subscribers, sent, outcome, now))
-        state: dict[str, Any] = {"attempts": job.attempts, "last_status_code": sent.status_code, "updated_at": now}
-        if sent.reply.accepted:
-            state |= {"status": "succeeded", "sent_count": len(subscribers), "finished_at": now, "last_error": None}
-            pushed = SelectedLinks(job.tenant_id or 0, destination.name, "member", repository.sent_members(batch_id))
-            await runtime.tracker.mark_synced_selected(session, pushed, read_at)
-        else:
-            status = "failed" if outcome == "failed" else "retrying"
-            state |= {"status": status, "last_error": _error_text(sent)[:2000]}
-            state |= {"finished_at": now} if status == "failed" else {}
+        await repository.add_attempt(session, _attempt_row(batch_id, job, count, sent, outcome, now))
         await repository.set_batch(session, batch_id, **state)
 
 
-def _attempt_row(
-    batch_id: int, job: ClaimedJob, subscribers: list[Subscriber], sent: Sent, outcome: str, now: datetime
-) -> dict[str, Any]:
+def _attempt_row(batch_id: int, job: ClaimedJob, count: int, sent: Sent, outcome: str, now: datetime) -> dict[str, Any]:
     return {
         "batch_id": batch_id,
         "attempt": job.attempts,
         "request_id": sent.request_id,
         "remote_request_id": (sent.reply.remote_request_id or "")[:255] or None,
-        "subscribers": len(subscribers),
+        "subscribers": count,
         "status_code": sent.status_code,
         "duration_ms": round(sent.duration_ms, 3),
         "outcome": outcome,
@@ -191,10 +200,7 @@ def _error_text(sent: Sent) -> str:
     return f"{outcome}: {sent.reply.detail}" if sent.reply.detail else outcome
 
 
-def _raise_unless_accepted(runtime: Runtime, job: ClaimedJob, sent: Sent, log: Any) -> None:
-    if sent.reply.accepted:
-        log.info("push.batch_succeeded", request_id=sent.request_id)
-        return
+def _raise_refused(runtime: Runtime, job: ClaimedJob, sent: Sent, log: Any) -> None:
     message = _error_text(sent)
     if _is_last(job, sent):
         log.error("push.batch_failed", request_id=sent.request_id, error=message, permanent=sent.reply.permanent)

@@ -101,8 +101,13 @@ class Tracker:
         email). An external id held by another entity moves to the selected one; the other is left pending, to
         be synced again. A link's metadata is kept."""
         self.registry.check_source(selected.source)
-        await repository.release_external_ids(session, selected, now)
-        await repository.upsert_selected(session, selected, now)
+        try:
+            async with session.begin_nested():
+                await repository.upsert_selected(session, selected, now)
+        except IntegrityError:
+            # Rare (an email that moved between members), so it is only looked for once the write is refused.
+            await repository.release_external_ids(session, selected, now)
+            await repository.upsert_selected(session, selected, now)
         if events.entity_synced.receivers:
             for link in await repository.selected_links(session, selected):
                 ref = EntityRef(link.entity_type, link.entity_id, link.tenant_id)
