@@ -24,6 +24,7 @@ from sqlalchemy import Engine, Executable, text
 from sqlalchemy.orm import Session
 
 from membersync import cli as cli_module
+from membersync.cli import support as cli_support
 from membersync.config import Settings
 from membersync.db.engine import open_database, open_sync_engine
 from membersync.member.schemas import MemberCreate
@@ -104,9 +105,9 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp
     monkeypatch.setenv("MEMBERSYNC_DATA_DIR", str(data_dir))
     monkeypatch.setenv("MEMBERSYNC_PLUGINS", CRM)
     monkeypatch.setenv("MEMBERSYNC_LOG_LEVEL", "WARNING")
-    monkeypatch.setattr(cli_module, "console", Console(width=200, color_system=None, force_terminal=False))
+    monkeypatch.setattr(cli_support, "console", Console(width=200, color_system=None, force_terminal=False))
     monkeypatch.setattr(
-        cli_module, "err_console", Console(stderr=True, width=200, color_system=None, force_terminal=False)
+        cli_support, "err_console", Console(stderr=True, width=200, color_system=None, force_terminal=False)
     )
     return Cli(monkeypatch, capsys)
 

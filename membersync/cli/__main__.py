@@ -1,0 +1,3 @@
+from membersync.cli.main import main
+
+main()
