@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -69,7 +69,7 @@ class Worker:
     def run_batch(self, job_ids: list[int]) -> None:
         state = self._state()
         report = state.loop.run(state.runtime.runner().run_batch(job_ids))
-        logger.debug("jobs.batch", claimed=report.claimed, succeeded=report.succeeded, failed=report.failed)
+        logger.debug("jobs.batch", queue=self.queue, **asdict(report))
 
     def tick(self) -> None:
         state = self._state()

@@ -27,7 +27,7 @@ from membersync.errors import InvalidInput, MembersyncError
 from membersync.freshness.tasks import MEMBER_SYNC
 from membersync.identity.settings import options_from
 from membersync.jobs import ledger, outbox
-from membersync.jobs.queue import chunked
+from membersync.jobs.queue import AUDIENCE_SYNC_QUEUE, QUEUES, USER_SYNC_QUEUE, chunked
 from membersync.logs import configure_logging
 from membersync.models import JobStatus
 from membersync.runtime import Runtime
@@ -240,20 +240,33 @@ def jobs_retry_failed() -> None:
     with_runtime(work)
 
 
+def _queue(name: str) -> str:
+    if name not in QUEUES:
+        raise InvalidInput(f"--queue: unknown queue {name!r}; use one of {', '.join(QUEUES)}")
+    return name
+
+
 @app.command("worker")
 def worker(
     threads: Annotated[int | None, typer.Option(min=1, max=256, help="Worker threads per process.")] = None,
     processes: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (to use several cores).")] = 1,
-    periodic: Annotated[bool, typer.Option(help="Also run the 5-minute tick and the sweeper.")] = True,
+    queue: Annotated[
+        str, typer.Option(help=f"The queue to consume: {AUDIENCE_SYNC_QUEUE} (syncs) or {USER_SYNC_QUEUE} (pushes).")
+    ] = AUDIENCE_SYNC_QUEUE,
+    periodic: Annotated[
+        bool | None, typer.Option(help="Also run the 5-minute tick and the sweeper (default: on audience-sync).")
+    ] = None,
 ) -> None:
-    """Run a worker on the audience-sync queue until interrupted."""
+    """Run a worker on one queue until interrupted."""
+    queue = _queue(queue)
+    scheduler = queue == AUDIENCE_SYNC_QUEUE if periodic is None else periodic
     settings = load_settings()
     threads = threads or settings.worker_threads
     if processes == 1:
-        Worker(settings, threads=threads, periodic=periodic).run()
+        Worker(settings, threads=threads, queue=queue, periodic=scheduler).run()
         return
     migrate.ensure_migrated(settings.effective_database_url)
-    code = run_processes(processes, threads, periodic=periodic)
+    code = run_processes(processes, threads, periodic=scheduler, queue=queue)
     if code:
         raise typer.Exit(code)
 
@@ -281,16 +294,19 @@ def up(
     port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
     threads: Annotated[int | None, typer.Option(min=1, max=256)] = None,
 ) -> None:
-    """API, worker and scheduler in one process: the embedded default's all-in-one mode."""
+    """API, workers for both queues and the scheduler in one process: the embedded default's all-in-one mode."""
     settings = load_settings()
     migrate.ensure_migrated(settings.effective_database_url)
     runtime, _ = assemble(settings)
     server = _server(runtime, host or settings.api_host, port or settings.api_port)
     api = threading.Thread(target=server.run, name="membersync-api", daemon=True)
     api.start()
+    pusher = Worker(settings, threads=1, queue=USER_SYNC_QUEUE, periodic=False)
+    pusher.start()
     try:
         Worker(settings, threads=threads or settings.worker_threads, periodic=True).run()
     finally:
+        pusher.stop()
         server.should_exit = True
         api.join(timeout=10)
 

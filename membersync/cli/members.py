@@ -67,7 +67,7 @@ def push(
         due = f", due {run.first_due:%Y-%m-%d %H:%M:%S} to {run.last_due:%Y-%m-%d %H:%M:%S} UTC" if run.last_due else ""
         support.console.print(
             f"push {run.run_id}: {run.queued} of {run.selected} members in {len(run.batch_ids)} batches{due}; "
-            f"skipped: {skipped}. Run `membersync worker` to send them."
+            f"skipped: {skipped}. Run `membersync worker --queue user-sync` (or `membersync up`) to send them."
         )
 
     with_runtime(work)

@@ -207,6 +207,22 @@ async def mark_deferred(session: AsyncSession, job_id: int, run_at: datetime) ->
     )
 
 
+async def postpone(session: AsyncSession, run_at_by_job: dict[int, datetime]) -> list[int]:
+    """Move waiting jobs to run later; returns the ids of those still waiting (one running or finished is
+    left alone)."""
+    moved: list[int] = []
+    for job_id, run_at in run_at_by_job.items():
+        result = await session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.run_at < run_at)
+            .values(run_at=run_at, sent_at=run_at)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0):
+            moved.append(job_id)
+    return moved
+
+
 async def mark_failed(session: AsyncSession, job_id: int, error: str, now: datetime) -> None:
     await session.execute(
         update(Job)

@@ -13,6 +13,9 @@ from membersync.config import Settings
 
 RUN_BATCH_TASK = "jobs.run_batch"
 AUDIENCE_SYNC_QUEUE = "audience-sync"
+# Pushes to destinations: a queue of its own, so a rate-limited push never waits behind a sync backlog.
+USER_SYNC_QUEUE = "user-sync"
+QUEUES = (AUDIENCE_SYNC_QUEUE, USER_SYNC_QUEUE)
 
 BatchExecutor = Callable[[list[int]], None]
 

@@ -49,6 +49,17 @@ async def last_scheduled(session: AsyncSession, destination: str) -> datetime | 
     return await session.scalar(statement)
 
 
+async def waiting_before(session: AsyncSession, destination: str, moment: datetime, batch_id: int) -> list[PushBatch]:
+    """The batches to `destination` other than `batch_id` still waiting and due before `moment`, in order."""
+    statement = select(PushBatch).where(
+        PushBatch.destination == destination,
+        PushBatch.status.in_(WAITING),
+        PushBatch.scheduled_at < moment,
+        PushBatch.id != batch_id,
+    )
+    return list((await session.scalars(statement.order_by(PushBatch.scheduled_at, PushBatch.id))).all())
+
+
 async def others_due_by(session: AsyncSession, destination: str, moment: datetime, batch_id: int) -> bool:
     """Whether a waiting batch to `destination` other than `batch_id` is due at or before `moment`."""
     statement = select(PushBatch.id).where(

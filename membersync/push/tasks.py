@@ -17,9 +17,10 @@ from membersync.destinations.contract import PushDestination, PushReply, Subscri
 from membersync.http.client import RetryPolicy, retry_delay
 from membersync.jobs.ledger import ClaimedJob
 from membersync.jobs.policy import describe_error
+from membersync.jobs.queue import USER_SYNC_QUEUE
 from membersync.jobs.runner import DeferJob, PermanentJobError, RetryJobAt
 from membersync.jobs.spec import Finalizer, JobSpec, RetryStrategy
-from membersync.push import plan, repository
+from membersync.push import hold, plan, repository
 from membersync.runtime import Runtime
 from membersync.tracker.entities import SelectedLinks
 
@@ -27,7 +28,7 @@ logger = structlog.get_logger("membersync.push")
 
 # No lock: a batch has one job row, and the ledger's claim hands a row to one worker at a time.
 PUSH_BATCH = JobSpec(
-    name="push.send_batch", queue="user-sync", retry=RetryStrategy(max_attempts=3, delay=timedelta(seconds=60))
+    name="push.send_batch", queue=USER_SYNC_QUEUE, retry=RetryStrategy(max_attempts=3, delay=timedelta(seconds=60))
 )
 # A destination's Retry-After is honoured between these bounds: 0 must not become a tight loop.
 RETRY_AFTER = RetryPolicy(min_retry_after=5.0, max_retry_after=24 * 3600.0)
@@ -71,8 +72,9 @@ async def send_batch(runtime: Runtime, job: ClaimedJob) -> Finalizer | None:
     sent = await _send(runtime, destination, idempotency_key, subscribers, log)
     if sent.reply.accepted:
         return partial(_record_accepted, runtime, job, destination.name, len(subscribers), sent, read_at, log)
-    await _record_refused(runtime, job, len(subscribers), sent)
-    _raise_refused(runtime, job, sent, log)
+    retry_at = _retry_after(runtime, job, sent)
+    await _record_refused(runtime, job, destination, len(subscribers), sent, retry_at, log)
+    _raise_refused(job, sent, retry_at, log)
     return None
 
 
@@ -167,17 +169,33 @@ async def _record_accepted(
     log.info("push.batch_succeeded", request_id=sent.request_id)
 
 
-async def _record_refused(runtime: Runtime, job: ClaimedJob, count: int, sent: Sent) -> None:
-    """The request in `push_attempts` and the batch retrying or, after its last try, failed."""
+async def _record_refused(
+    runtime: Runtime,
+    job: ClaimedJob,
+    destination: PushDestination,
+    count: int,
+    sent: Sent,
+    retry_at: datetime | None,
+    log: Any,
+) -> None:
+    """The request in `push_attempts` and the batch retrying or, after its last try, failed. When the
+    destination named a time to come back, its other batches due before then wait for it too."""
     now = runtime.clock.now()
     batch_id = _batch_id(job)
     outcome = "failed" if _is_last(job, sent) else "retry"
     state: dict[str, Any] = {"attempts": job.attempts, "last_status_code": sent.status_code, "updated_at": now}
     state |= {"status": "failed" if outcome == "failed" else "retrying", "last_error": _error_text(sent)[:2000]}
-    state |= {"finished_at": now} if outcome == "failed" else {}
+    if outcome == "failed":
+        state["finished_at"] = now
+    elif retry_at is not None:
+        state["scheduled_at"] = retry_at
     async with runtime.unit_of_work() as session:
         await repository.add_attempt(session, _attempt_row(batch_id, job, count, sent, outcome, now))
         await repository.set_batch(session, batch_id, **state)
+        if retry_at is not None:
+            spacing = destination.rate_limit.spacing
+            held = await hold.hold_back(session, destination.name, retry_at, spacing, batch_id, PUSH_BATCH.queue)
+            log.warning("push.destination_paused", until=retry_at.isoformat(), batches_held_back=held)
 
 
 def _attempt_row(batch_id: int, job: ClaimedJob, count: int, sent: Sent, outcome: str, now: datetime) -> dict[str, Any]:
@@ -200,15 +218,22 @@ def _error_text(sent: Sent) -> str:
     return f"{outcome}: {sent.reply.detail}" if sent.reply.detail else outcome
 
 
-def _raise_refused(runtime: Runtime, job: ClaimedJob, sent: Sent, log: Any) -> None:
+def _retry_after(runtime: Runtime, job: ClaimedJob, sent: Sent) -> datetime | None:
+    """When the destination asked to be tried again (its `Retry-After`, within bounds), unless this was the
+    batch's last try."""
+    if sent.reply.retry_after is None or _is_last(job, sent):
+        return None
+    delay = retry_delay(RETRY_AFTER, job.attempts, sent.reply.retry_after, now=runtime.clock.now())
+    return runtime.clock.now() + timedelta(seconds=delay)
+
+
+def _raise_refused(job: ClaimedJob, sent: Sent, retry_at: datetime | None, log: Any) -> None:
     message = _error_text(sent)
     if _is_last(job, sent):
         log.error("push.batch_failed", request_id=sent.request_id, error=message, permanent=sent.reply.permanent)
         raise PermanentJobError(message)
-    if sent.reply.retry_after is not None:
-        delay = retry_delay(RETRY_AFTER, job.attempts, sent.reply.retry_after, now=runtime.clock.now())
-        at = runtime.clock.now() + timedelta(seconds=delay)
-        log.warning("push.retry", request_id=sent.request_id, error=message, at=at.isoformat(), retry_after=True)
-        raise RetryJobAt(message, at)
+    if retry_at is not None:
+        log.warning("push.retry", request_id=sent.request_id, error=message, at=retry_at.isoformat(), retry_after=True)
+        raise RetryJobAt(message, retry_at)
     log.warning("push.retry", request_id=sent.request_id, error=message)
     raise PushFailed(message)

@@ -270,6 +270,9 @@ def test_sync_refuses_bad_input(cli: Cli, db: Db, args: tuple[str, ...], message
         pytest.param(("jobs", "list", "--limit", "10001"), "--limit", id="limit-too-big"),
         pytest.param(("jobs", "list", "--limit", "many"), "--limit", id="limit-not-a-number"),
         pytest.param(("nonsense",), "nonsense", id="unknown-command"),
+        pytest.param(("worker", "--queue", "nope"), "--queue", id="worker-unknown-queue"),
+        pytest.param(("worker", "--queue", "user-sync\x00"), "--queue", id="worker-hostile-queue"),
+        pytest.param(("worker", "--queue"), "--queue", id="worker-queue-without-value"),
     ],
 )
 def test_usage_errors_are_one_line_with_exit_2(cli: Cli, args: tuple[str, ...], expected: str) -> None:
