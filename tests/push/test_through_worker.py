@@ -3,8 +3,8 @@ each on the queue (SqliteHuey beside SQLite, RedisHuey on Redis beside PostgreSQ
 `membersync.worker.Worker`, the class `membersync worker` runs, takes them and sends each batch to the push
 destination emulator served on 127.0.0.1.
 
-The consumer is built for the push jobs' own queue (`PUSH_BATCH.queue`, "user-sync"): `membersync worker` builds
-its consumer for "audience-sync" only, so as shipped no worker takes push messages.
+The consumer is built for the push jobs' own queue (`PUSH_BATCH.queue`, "user-sync"), as
+`membersync worker --queue user-sync` builds it (tests/worker/test_push_worker.py runs that command).
 
 Time. The 2,500-member push runs on the wall clock, with a budget large enough that its batches are due a
 millisecond apart. The retry test gives the consumer's threads (through `Worker`'s `setup` hook) and itself one
