@@ -153,11 +153,13 @@ def render(backend: str, throughput: dict[str, float], day: dict[str, float]) ->
         f"\n\n- Aims: overhead per batch under 20 ms -> {'met' if throughput['overhead_ms'] < 20 else 'NOT met'}; "
         f"{share:.1%} of the day's budget used (aim >= 99 %) -> {'met' if share >= 0.99 else 'NOT met'}; "
         f"limit violations {day['violations']:.0f} (must be 0).\n"
-        f"- Method: {throughput['members']:,.0f} members in batches of 1,000 pushed by one runner to the emulated "
-        "destination over loopback HTTP (uvicorn), the limit raised out of the way; overhead is the wall time "
-        "minus the time spent in requests, per batch (reading the batch and its members, the limiter, the "
-        "attempt row, the batch state and the members' tracker links). The day: batches of one member, more "
-        "than a day's budget, run by four runners on an injected clock moved to each next due job."
+        f"- Method: {throughput['members']:,.0f} members in batches of 1,000 pushed to the emulated destination "
+        "(its own process, loopback HTTP) by one runner, one batch at a time as one worker thread runs them, the "
+        "limit raised out of the way; overhead is the wall time minus the time spent in requests (building and "
+        "sending the body, the emulator's answer), per batch: claiming the job, reading the batch and its members, "
+        "the limiter, and in one transaction the attempt row, the batch state, the members' tracker links and "
+        "the job's success. The day: batches of one member, more than a day's budget, run by four runners on an "
+        "injected clock moved to each next due job, with a limiter store of its own."
     )
     return section(
         f"Push ({backend})", backend, "limiter: SQLite file" if backend == "sqlite" else "limiter: Redis", body
