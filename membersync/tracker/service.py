@@ -13,7 +13,7 @@ from membersync.db.pagination import MAX_ID, decode_cursor
 from membersync.errors import InvalidInput, NotFound
 from membersync.jobs.policy import describe_error
 from membersync.models import ExternalLink
-from membersync.tracker import events, repository
+from membersync.tracker import events, repository, selection
 from membersync.tracker.bulk import SyncedLink, synced_rows, write_synced
 from membersync.tracker.entities import EntityRef, LinkedRecord, SelectedLinks, TrackerRegistry
 from membersync.tracker.rules import ExternalIdTaken, check_external_id, check_metadata
@@ -103,13 +103,13 @@ class Tracker:
         self.registry.check_source(selected.source)
         try:
             async with session.begin_nested():
-                await repository.upsert_selected(session, selected, now)
+                await selection.upsert_selected(session, selected, now)
         except IntegrityError:
             # Rare (an email that moved between members), so it is only looked for once the write is refused.
-            await repository.release_external_ids(session, selected, now)
-            await repository.upsert_selected(session, selected, now)
+            await selection.release_external_ids(session, selected, now)
+            await selection.upsert_selected(session, selected, now)
         if events.entity_synced.receivers:
-            for link in await repository.selected_links(session, selected):
+            for link in await selection.selected_links(session, selected):
                 ref = EntityRef(link.entity_type, link.entity_id, link.tenant_id)
                 events.defer(session, events.entity_synced, link, entity=ref)
 
