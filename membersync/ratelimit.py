@@ -72,6 +72,11 @@ def _admission(bucket: AbstractBucket, decision: Any, item: RateItem, limit: Rat
     return Admission(False, now + timedelta(milliseconds=wait_ms + 1))
 
 
+# Entries older than the window do not count (the count is over the window), they only take room: they are
+# deleted every so many acquisitions rather than on each, which would cost a second write and commit.
+LEAK_EVERY = 64
+
+
 class _Buckets:
     """One bucket per (key, limit), each used by one acquisition at a time in this process: a bucket
     remembers its last verdict, so two interleaved acquisitions could read each other's."""
@@ -79,6 +84,14 @@ class _Buckets:
     def __init__(self) -> None:
         self._buckets: dict[tuple[str, RateLimit], AbstractBucket] = {}
         self._locks: dict[tuple[str, RateLimit], asyncio.Lock] = {}
+        self._acquisitions: dict[tuple[str, RateLimit], int] = {}
+
+    def leak_due(self, key: str, limit: RateLimit) -> bool:
+        """Whether this acquisition should also delete the entries out of the window (the first of every
+        `LEAK_EVERY`)."""
+        count = self._acquisitions.get((key, limit), 0)
+        self._acquisitions[(key, limit)] = count + 1
+        return count % LEAK_EVERY == 0
 
     def lock(self, key: str, limit: RateLimit) -> asyncio.Lock:
         return self._locks.setdefault((key, limit), asyncio.Lock())
@@ -112,7 +125,8 @@ class SqliteRateLimiter:
     def _acquire(self, key: str, limit: RateLimit, now: datetime) -> Admission:
         bucket = self._bucket(key, limit)
         item = RateItem(key, _millis(now))
-        bucket.leak(item.timestamp)
+        if self._buckets.leak_due(key, limit):
+            bucket.leak(item.timestamp)
         return _admission(bucket, bucket.put_decision(item), item, limit, now)
 
     def _bucket(self, key: str, limit: RateLimit) -> AbstractBucket:
@@ -142,7 +156,8 @@ class RedisRateLimiter:
         async with self._buckets.lock(key, limit):
             bucket = await self._bucket(key, limit)
             item = RateItem(key, _millis(now))
-            await bucket.leak(item.timestamp)
+            if self._buckets.leak_due(key, limit):
+                await bucket.leak(item.timestamp)
             return _admission(bucket, await bucket.put_decision(item), item, limit, now)
 
     async def _bucket(self, key: str, limit: RateLimit) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,14 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from membersync.ratelimit import RateLimit, RateLimiter, RedisRateLimiter, SqliteRateLimiter
+from membersync.ratelimit import (
+    LEAK_EVERY,
+    RateLimit,
+    RateLimiter,
+    RedisRateLimiter,
+    SqliteRateLimiter,
+    storage_name,
+)
 
 T0 = datetime(2026, 5, 1, 12, tzinfo=UTC)
 HOURLY = RateLimit(50, timedelta(hours=1))
@@ -85,3 +93,16 @@ async def test_keys_of_any_text_are_safe(limiters: Factory) -> None:
     for key in ["'; DROP TABLE jobs; --", "clé ünïcode", "x" * 1000, "a\x00b"]:
         assert (await limiter.acquire(key, RateLimit(1, timedelta(seconds=1)), T0)).allowed
         assert not (await limiter.acquire(key, RateLimit(1, timedelta(seconds=1)), T0)).allowed
+
+
+async def test_entries_out_of_the_window_are_deleted_every_so_often(tmp_path: Path) -> None:
+    path = tmp_path / "ratelimit.db"
+    limiter = SqliteRateLimiter(path)
+    per_second = RateLimit(1, timedelta(seconds=1))
+    for index in range(3 * LEAK_EVERY):
+        admission = await limiter.acquire("push:leaky", per_second, T0 + timedelta(seconds=2 * index))
+        assert admission.allowed
+    await limiter.aclose()
+    with sqlite3.connect(path) as connection:
+        (kept,) = connection.execute(f"SELECT count(*) FROM {storage_name('push:leaky')}").fetchone()
+    assert kept <= LEAK_EVERY

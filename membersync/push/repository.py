@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, and_, cast, exists, func, or_, select, update
+from sqlalchemy import Select, String, and_, cast, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
@@ -120,7 +120,7 @@ async def set_batch(session: AsyncSession, batch_id: int, **values: Any) -> None
 
 
 async def add_attempt(session: AsyncSession, attempt: dict[str, Any]) -> None:
-    session.add(PushAttempt(**attempt))
+    await session.execute(insert(PushAttempt).values(**attempt))
 
 
 async def attempts_of(session: AsyncSession, batch_ids: Sequence[int]) -> list[PushAttempt]:
