@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert
 
+from membersync.identity.schemas import MappedRecord
+from membersync.identity.service import ApplyResult, apply_records
 from membersync.member.schemas import MemberCreate
 from membersync.member.service import upsert_member
 from membersync.models import Member, Tenant
@@ -46,3 +48,19 @@ async def make_members(runtime: Runtime, tenant: Tenant, count: int, last_active
     ]
     async with runtime.unit_of_work() as session:
         await session.execute(insert(Member), rows)
+
+
+RECORDS_T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def mapped_record(external_id: str | None, minutes: int = 0, **values: Any) -> MappedRecord:
+    """A source's record as its mapping hands it over, changed `minutes` after `RECORDS_T0`."""
+    return MappedRecord(values=values, external_id=external_id, changed_at=RECORDS_T0 + timedelta(minutes=minutes))
+
+
+async def apply_page(
+    runtime: Runtime, tenant: Tenant, records: list[MappedRecord], source: str = "crm", **kwargs: Any
+) -> ApplyResult:
+    """`apply_records` for one page, in its own transaction."""
+    async with runtime.unit_of_work() as session:
+        return await apply_records(session, runtime.tracker, tenant.id, source, records, runtime.clock.now(), **kwargs)

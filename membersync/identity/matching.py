@@ -221,17 +221,22 @@ def _find_duplicates(people: list[Candidate], thresholds: Thresholds, window: in
                 yield DuplicatePair(person.member_id, people[second].member_id, score, reasons)
 
 
+def candidate_keys(person: Candidate) -> set[str]:
+    """`blocking_keys` of a stored member."""
+    return blocking_keys(
+        person.given_name,
+        person.family_name,
+        person.full_name,
+        person.email,
+        person.phone,
+        postal_code=person.postal_code,
+    )
+
+
 def _blocks(people: list[Candidate], profiles: list[_Profile], window: int) -> list[list[_Block]]:
     members: dict[str, list[int]] = {}
     for index, (person, profile) in enumerate(zip(people, profiles, strict=True)):
-        keys = blocking_keys(
-            person.given_name,
-            person.family_name,
-            person.full_name,
-            person.email,
-            person.phone,
-            postal_code=person.postal_code,
-        )
+        keys = candidate_keys(person)
         if profile.email is not None:
             keys.add(f"@{profile.email}")
         for key in keys:

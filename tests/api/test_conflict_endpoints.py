@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -12,14 +12,14 @@ from sqlalchemy import select
 
 from membersync.db.pagination import MAX_ID
 from membersync.identity.policy import MergePolicies
-from membersync.identity.schemas import MappedRecord
-from membersync.identity.service import ApplyResult, apply_records
 from membersync.identity.settings import IdentityOptions
 from membersync.models import AuditEntry, Conflict, Member, Tenant
 from membersync.runtime import Runtime
 from tests.api.support import Auth, assert_error, assert_validation_error, load_member
+from tests.factories import RECORDS_T0 as T0
+from tests.factories import apply_page as _apply
+from tests.factories import mapped_record as _record
 
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
 ONE_MB = 1024 * 1024
 PHONE_MANUAL = IdentityOptions(policies=MergePolicies.from_dict({"fields": {"phone": "manual"}}))
 
@@ -28,17 +28,6 @@ PHONE_MANUAL = IdentityOptions(policies=MergePolicies.from_dict({"fields": {"pho
 def sources(runtime: Runtime) -> None:
     runtime.tracker.registry.register_source("crm")
     runtime.tracker.registry.register_source("patreon")
-
-
-def _record(external_id: str, minutes: int = 0, **values: Any) -> MappedRecord:
-    return MappedRecord(values=values, external_id=external_id, changed_at=T0 + timedelta(minutes=minutes))
-
-
-async def _apply(
-    runtime: Runtime, tenant: Tenant, records: list[MappedRecord], source: str = "crm", **kwargs: Any
-) -> ApplyResult:
-    async with runtime.unit_of_work() as session:
-        return await apply_records(session, runtime.tracker, tenant.id, source, records, runtime.clock.now(), **kwargs)
 
 
 async def _conflicted(

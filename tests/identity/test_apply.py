@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,32 +9,18 @@ from sqlalchemy import event, func, select
 
 from membersync.errors import InvalidInput
 from membersync.identity.policy import MergePolicies
-from membersync.identity.schemas import MappedRecord
-from membersync.identity.service import ApplyResult, apply_records
 from membersync.identity.settings import IdentityOptions
 from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation, Tenant
 from membersync.runtime import Runtime
+from tests.factories import apply_page as _apply
 from tests.factories import make_tenant
+from tests.factories import mapped_record as _record
 
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
-
-@pytest.fixture
 async def tenant(runtime: Runtime) -> Tenant:
     runtime.tracker.registry.register_source("crm")
     runtime.tracker.registry.register_source("patreon")
     return await make_tenant(runtime)
-
-
-def _record(external_id: str | None, minutes: int = 0, **values: Any) -> MappedRecord:
-    return MappedRecord(values=values, external_id=external_id, changed_at=T0 + timedelta(minutes=minutes))
-
-
-async def _apply(
-    runtime: Runtime, tenant: Tenant, records: list[MappedRecord], source: str = "crm", **kwargs: Any
-) -> ApplyResult:
-    async with runtime.unit_of_work() as session:
-        return await apply_records(session, runtime.tracker, tenant.id, source, records, runtime.clock.now(), **kwargs)
 
 
 async def _all(runtime: Runtime, model: type[Any]) -> list[Any]:
@@ -147,7 +132,10 @@ async def test_phone_and_fuzzy_name_matches(runtime: Runtime, tenant: Tenant) ->
         [_record("C-1", email="ada@example.org", given_name="Ada", family_name="Lovelace", phone="+442079460018")],
     )
     by_phone = await _apply(
-        runtime, tenant, [_record("P-1", email=None, phone="+442079460018", membership_tier="gold")], source="patreon"
+        runtime,
+        tenant,
+        [_record("P-1", email=None, phone="+442079460018", membership_tier="gold")],
+        source="patreon",
     )
     assert by_phone.updated == 1
     maybe = await _apply(

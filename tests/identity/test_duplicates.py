@@ -45,7 +45,6 @@ PEOPLE = [
 PLANTED = {(0, 4), (1, 5), (2, 6)}
 
 
-@pytest.fixture
 async def tenant(runtime: Runtime) -> Tenant:
     runtime.tracker.registry.register_source("crm")
     runtime.tracker.registry.register_source("patreon")

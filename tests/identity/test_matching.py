@@ -19,6 +19,7 @@ from membersync.identity.matching import (
     MatchKind,
     Thresholds,
     blocking_keys,
+    candidate_keys,
     decide,
     find_duplicates,
     score_pair,
@@ -447,21 +448,10 @@ def brute_force(people: list[Candidate]) -> list[DuplicatePair]:
     pairs = []
     for first, second in itertools.combinations(sorted(people, key=lambda c: c.member_id), 2):
         score, reasons = score_pair(first, second)
-        shared = keys_of(first) & keys_of(second) or reasons == ("email matches",)
+        shared = candidate_keys(first) & candidate_keys(second) or reasons == ("email matches",)
         if shared and score >= Thresholds().review and first.member_id != second.member_id:
             pairs.append(DuplicatePair(first.member_id, second.member_id, score, reasons))
     return pairs
-
-
-def keys_of(person: Candidate) -> set[str]:
-    return blocking_keys(
-        person.given_name,
-        person.family_name,
-        person.full_name,
-        person.email,
-        person.phone,
-        postal_code=person.postal_code,
-    )
 
 
 def test_find_duplicates_matches_brute_force_within_blocks() -> None:

@@ -4,40 +4,30 @@ it again. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from membersync.identity.fingerprint import fingerprint_of, options_digest
 from membersync.identity.schemas import MappedRecord
-from membersync.identity.service import ApplyResult, apply_records
 from membersync.identity.settings import IdentityOptions, options_from
 from membersync.models import AuditEntry, ExternalLink, Member, SyncOperation, Tenant
 from membersync.runtime import Runtime
 from membersync.tracker.entities import EntityRef
+from tests.factories import RECORDS_T0 as T0
+from tests.factories import apply_page as _apply
 from tests.factories import make_tenant
+from tests.factories import mapped_record as _record
 
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
 DIGEST = options_digest(IdentityOptions())
 
 
-@pytest.fixture
 async def tenant(runtime: Runtime) -> Tenant:
     runtime.tracker.registry.register_source("crm")
     runtime.tracker.registry.register_source("patreon")
     return await make_tenant(runtime)
-
-
-def _record(external_id: str | None, minutes: int = 0, **values: Any) -> MappedRecord:
-    return MappedRecord(values=values, external_id=external_id, changed_at=T0 + timedelta(minutes=minutes))
-
-
-async def _apply(runtime: Runtime, tenant: Tenant, records: list[MappedRecord], source: str = "crm") -> ApplyResult:
-    async with runtime.unit_of_work() as session:
-        return await apply_records(session, runtime.tracker, tenant.id, source, records, runtime.clock.now())
 
 
 async def _fingerprints(runtime: Runtime) -> dict[str, str | None]:

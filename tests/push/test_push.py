@@ -13,12 +13,15 @@ from sqlalchemy import func, select, update
 
 from membersync.clock import FrozenClock
 from membersync.jobs import ledger
-from membersync.models import ExternalLink, Job, JobStatus, Member, PushAttempt, PushBatch, Tenant
+from membersync.models import ExternalLink, Job, JobStatus, Member, Tenant
 from membersync.push import plan
 from membersync.push.service import PushRun, start_push
 from membersync.runtime import Runtime
 from membersync.sandbox.push_destination import PushDestination as Emulator
 from tests.factories import make_members, make_tenant
+from tests.push.rows import push_attempts as _attempts
+from tests.push.rows import push_batches as _batches
+from tests.push.rows import push_jobs as _jobs
 
 
 async def _push(runtime: Runtime, tenant: Tenant, since: datetime | None = None) -> PushRun:
@@ -38,21 +41,6 @@ async def _drain(runtime: Runtime, clock: FrozenClock, workers: int = 1) -> None
         if due is None:
             return
         clock.set(max(due, clock.now()))
-
-
-async def _batches(runtime: Runtime) -> list[PushBatch]:
-    async with runtime.database.read_sessions() as session:
-        return list((await session.scalars(select(PushBatch).order_by(PushBatch.id))).all())
-
-
-async def _attempts(runtime: Runtime) -> list[PushAttempt]:
-    async with runtime.database.read_sessions() as session:
-        return list((await session.scalars(select(PushAttempt).order_by(PushAttempt.id))).all())
-
-
-async def _jobs(runtime: Runtime) -> list[Job]:
-    async with runtime.database.read_sessions() as session:
-        return list((await session.scalars(select(Job).where(Job.name == "push.send_batch").order_by(Job.id))).all())
 
 
 async def _touch(runtime: Runtime, address: str, **values: Any) -> None:

@@ -35,7 +35,7 @@ from membersync.assembly import assemble
 from membersync.clock import Clock, FrozenClock, SystemClock
 from membersync.config import Settings
 from membersync.jobs.runner import sweep
-from membersync.models import ExternalLink, Job, JobStatus, Member, PushAttempt, PushBatch, Tenant
+from membersync.models import ExternalLink, JobStatus, Member, Tenant
 from membersync.push.service import PushRun, start_push
 from membersync.push.tasks import PUSH_BATCH
 from membersync.runtime import Runtime
@@ -48,6 +48,9 @@ from membersync.sandbox.push_destination import (
 )
 from membersync.worker import Worker
 from tests.factories import make_members, make_tenant
+from tests.push.rows import push_attempts as _attempts
+from tests.push.rows import push_batches as _batches
+from tests.push.rows import push_jobs as _jobs
 
 API_KEY = "worker-test-key"
 DEADLINE_SECONDS = 30.0
@@ -178,21 +181,6 @@ async def _push(runtime: Runtime, tenant: Tenant) -> PushRun:
     async with runtime.unit_of_work() as session:
         destination = runtime.destinations.get("subscribers")
         return await start_push(session, destination, tenant.id, runtime.clock.now())
-
-
-async def _jobs(runtime: Runtime) -> list[Job]:
-    async with runtime.database.read_sessions() as session:
-        return list((await session.scalars(select(Job).where(Job.name == PUSH_BATCH.name).order_by(Job.id))).all())
-
-
-async def _batches(runtime: Runtime) -> list[PushBatch]:
-    async with runtime.database.read_sessions() as session:
-        return list((await session.scalars(select(PushBatch).order_by(PushBatch.id))).all())
-
-
-async def _attempts(runtime: Runtime) -> list[PushAttempt]:
-    async with runtime.database.read_sessions() as session:
-        return list((await session.scalars(select(PushAttempt).order_by(PushAttempt.id))).all())
 
 
 async def _synced_links(runtime: Runtime) -> set[tuple[int, str | None]]:
