@@ -13,7 +13,8 @@ from membersync.identity.settings import IdentityOptions
 from membersync.identity.state import MemberState
 
 MAX_DETAIL_ENTRIES = 5000
-MemberRow = Any  # a members row as loaded by `repository.candidates`: columns as attributes
+MemberRow = Any  # a whole members row as loaded by `repository.targets`: columns as attributes
+CandidateRow = Any  # the columns of a member matching reads, as loaded by `repository.match_candidates`
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Page:
     options: IdentityOptions
     rows: dict[int, MemberRow]
     linked: dict[str, int]
+    match_rows: list[CandidateRow]
     targets: dict[int, Target] = field(default_factory=dict)  # by id() of the state: new ones have no id yet
     new_by_email: dict[str, Target] = field(default_factory=dict)
     new_by_external_id: dict[str, Target] = field(default_factory=dict)
@@ -42,22 +44,33 @@ class Page:
     duplicates: list[tuple[Target, int, MatchDecision]] = field(default_factory=list)
     details: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     by_email: dict[str, MemberRow] = field(default_factory=dict)
-    by_phone: dict[str, list[MemberRow]] = field(default_factory=lambda: defaultdict(list))
-    by_name_key: dict[str, list[MemberRow]] = field(default_factory=lambda: defaultdict(list))
+    by_phone: dict[str, list[CandidateRow]] = field(default_factory=lambda: defaultdict(list))
+    by_name_key: dict[str, list[CandidateRow]] = field(default_factory=lambda: defaultdict(list))
     candidates: dict[int, Candidate] = field(default_factory=dict)
+    name_blocks: dict[str, list[Candidate]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for row in self.rows.values():
             self.by_email[row.email] = row
+        for row in self.match_rows:
             if row.phone:
                 self.by_phone[row.phone].append(row)
             if row.name_key:
                 self.by_name_key[row.name_key].append(row)
 
-    def candidate(self, row: MemberRow) -> Candidate:
+    def candidate(self, row: CandidateRow) -> Candidate:
         if row.id not in self.candidates:
-            self.candidates[row.id] = candidate_of(row)
+            self.candidates[row.id] = Candidate(
+                row.id, row.email, row.phone, row.given_name, row.family_name, row.name, row.postal_code
+            )
         return self.candidates[row.id]
+
+    def name_block(self, key: str) -> list[Candidate]:
+        """The candidates sharing a name key, in member id order."""
+        if key not in self.name_blocks:
+            rows = sorted(self.by_name_key.get(key, []), key=lambda row: row.id)
+            self.name_blocks[key] = [self.candidate(row) for row in rows]
+        return self.name_blocks[key]
 
     def note(self, kind: str, entry: dict[str, Any]) -> None:
         if len(self.details[kind]) < MAX_DETAIL_ENTRIES:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, union, update
+from sqlalchemy import func, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
@@ -14,41 +14,58 @@ from membersync.db.upsert import in_values, insert_many, insert_or_ignore, inser
 from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation, Tenant
 from membersync.models.identity import PENDING_ONLY
 
+CANDIDATE_COLUMNS = ("id", "email", "phone", "given_name", "family_name", "name", "name_key")
 
-async def candidates(
-    session: AsyncSession,
-    tenant_id: int,
-    *,
-    ids: Sequence[int],
-    emails: Sequence[str],
-    phones: Sequence[str],
-    name_keys: Sequence[str],
-) -> list[Any]:
-    """The tenant's members with any of these ids, emails, phones or name keys, in two queries (locked for
-    update on PostgreSQL: the page's merge reads and then writes them)."""
-    dialect = dialect_of(session)
-    # One indexed SELECT per kind of key, UNIONed: an OR of them lets the planner fall back to reading the
-    # whole tenant, which it does on a table it has no statistics for yet (a tenant's first import).
+
+async def targets(session: AsyncSession, tenant_id: int, *, ids: Sequence[int], emails: Sequence[str]) -> list[Any]:
+    """Whole rows of the tenant's members with any of these ids or emails: the members a page writes to
+    (locked for update on PostgreSQL: the page's merge reads and then writes them)."""
     lookups = [
-        select(Member.id).where(Member.tenant_id == tenant_id, in_values(dialect, column, values))
-        for column, values in (
-            (Member.id, ids),
-            (Member.email, emails),
-            (Member.phone, phones),
-            (Member.name_key, name_keys),
-        )
+        select(Member.id).where(Member.tenant_id == tenant_id, in_values(dialect_of(session), column, values))
+        for column, values in ((Member.id, ids), (Member.email, emails))
         if values
     ]
     if not lookups:
         return []
+    # UNIONed, not ORed: an OR lets the planner fall back to reading the whole tenant, which it does on a table
+    # it has no statistics for yet (a tenant's first import).
     found = list((await session.scalars(union(*lookups))).all())
-    if not found:
+    return await members_by_id(session, found)
+
+
+async def members_by_id(session: AsyncSession, ids: Sequence[int]) -> list[Any]:
+    """Whole rows, as plain rows rather than ORM objects (locked for update on PostgreSQL)."""
+    if not ids:
         return []
-    # Plain rows, not ORM objects: a page can load thousands of candidates and only reads them.
-    statement = select(Member.__table__).where(in_values(dialect, Member.id, found)).order_by(Member.id)
+    dialect = dialect_of(session)
+    statement = select(Member.__table__).where(in_values(dialect, Member.id, ids)).order_by(Member.id)
     if dialect == "postgresql":
         statement = statement.with_for_update()
     return list((await session.execute(statement)).all())
+
+
+async def match_candidates(
+    session: AsyncSession, tenant_id: int, *, phones: Sequence[str], name_keys: Sequence[str], per_name_key: int
+) -> list[Any]:
+    """The columns matching reads of the tenant's members sharing a phone or a name key with the page, at most
+    `per_name_key` (the lowest ids) for each name key: a block of thousands of "Smith J" stays bounded."""
+    dialect = dialect_of(session)
+    postal_code = Member.address["postal_code"].as_string().label("postal_code")
+    columns = [*(getattr(Member, name) for name in CANDIDATE_COLUMNS), postal_code]
+    lookups = []
+    if phones:
+        lookups.append(select(*columns).where(Member.tenant_id == tenant_id, in_values(dialect, Member.phone, phones)))
+    if name_keys:
+        rank = func.row_number().over(partition_by=Member.name_key, order_by=Member.id).label("rank")
+        ranked = (
+            select(*columns, rank)
+            .where(Member.tenant_id == tenant_id, in_values(dialect, Member.name_key, name_keys))
+            .subquery()
+        )
+        lookups.append(select(*(ranked.c[column.name] for column in columns)).where(ranked.c.rank <= per_name_key))
+    if not lookups:
+        return []
+    return list((await session.execute(union(*lookups))).all())
 
 
 async def identity_settings(session: AsyncSession, tenant_id: int) -> dict[str, Any] | None:

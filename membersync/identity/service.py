@@ -15,7 +15,7 @@ from membersync.identity.fingerprint import fingerprint_of, options_digest
 from membersync.identity.matching import MatchDecision, MatchKind, decide
 from membersync.identity.merge import MergeResult, OpenConflict, merge_record, new_member
 from membersync.identity.normalize import normalize_external_id, normalize_record
-from membersync.identity.page import MemberRow, Page, Target, name_keys_of
+from membersync.identity.page import Page, Target, candidate_of, name_keys_of
 from membersync.identity.schemas import MappedRecord, NormalisedRecord
 from membersync.identity.settings import IdentityOptions, options_from
 from membersync.identity.state import state_of
@@ -78,8 +78,9 @@ async def apply_records(
     normalised = {index: normalize_record(records[index], source, now, options.normalise) for index in todo}
     linked = {external_id: int(link.entity.entity_id) for external_id, link in found.items()}
     page = await _load(session, tenant_id, source, list(normalised.values()), linked, options)
+    decisions = await _decide_all(session, page, normalised)
     for index, record in normalised.items():
-        _apply_one(page, index, record)
+        _apply_one(page, index, record, decisions[index])
     recorded = await repository.record_operation(session, tenant_id, source, operation, now)
     applied = [(record, fingerprints[index]) for index, record in normalised.items()]
     await write_page(session, tracker, page, applied, now, actor, operation, recorded.id)
@@ -114,19 +115,36 @@ async def _load(
     linked: dict[str, int],
     options: IdentityOptions,
 ) -> Page:
-    # A linked record is that member: only unlinked ones need phone and name candidates.
-    unlinked = [record for record in records if (record.external_id or "") not in linked]
-    if options.email_only:
-        unlinked = []
-    rows = await repository.candidates(
+    """The members the records are linked to or share an email with, whole, and the columns matching reads of
+    those sharing a phone or a name key with a record that is not linked."""
+    rows = await repository.targets(
         session,
         tenant_id,
         ids=sorted({linked[record.external_id] for record in records if record.external_id in linked}),
         emails=sorted({record.value("email") for record in records if record.value("email")}),
+    )
+    # A linked record is that member: only unlinked ones need phone and name candidates.
+    unlinked = [] if options.email_only else [r for r in records if (r.external_id or "") not in linked]
+    match_rows = await repository.match_candidates(
+        session,
+        tenant_id,
         phones=sorted({record.value("phone") for record in unlinked if record.value("phone")}),
         name_keys=sorted({key for record in unlinked for key in name_keys_of(record.value)}),
+        per_name_key=MAX_NAME_CANDIDATES,
     )
-    return Page(tenant_id, source, options, {row.id: row for row in rows}, linked)
+    return Page(tenant_id, source, options, {row.id: row for row in rows}, linked, match_rows)
+
+
+async def _decide_all(
+    session: AsyncSession, page: Page, records: dict[int, NormalisedRecord]
+) -> dict[int, MatchDecision]:
+    """Every record's match against the stored members, and the whole rows of members matched by phone or name
+    (only their matching columns were loaded)."""
+    decisions = {index: _match(page, record) for index, record in records.items()}
+    missing = {d.member_id for d in decisions.values() if d.kind in MATCHED and d.member_id not in page.rows}
+    for row in await repository.members_by_id(session, sorted(filter(None, missing))):
+        page.rows[row.id] = row
+    return decisions
 
 
 def _match(page: Page, record: NormalisedRecord) -> MatchDecision:
@@ -135,23 +153,22 @@ def _match(page: Page, record: NormalisedRecord) -> MatchDecision:
     linked = page.linked.get(record.external_id or "")
     email_row = page.by_email.get(record.value("email") or "")
     if linked is not None or email_row is not None or page.options.email_only:
-        by_email = page.candidate(email_row) if email_row is not None else None
+        by_email = candidate_of(email_row) if email_row is not None else None
         return decide(record, linked=linked, by_email=by_email, by_phone=[], by_name=[], thresholds=thresholds)
     by_phone = [page.candidate(row) for row in page.by_phone.get(record.value("phone") or "", [])]
-    named: dict[int, MemberRow] = {}
-    for key in sorted(name_keys_of(record.value)):
-        named.update((row.id, row) for row in page.by_name_key.get(key, []))
-    by_name = [page.candidate(row) for _, row in sorted(named.items())[:MAX_NAME_CANDIDATES]]
+    by_name = [candidate for key in name_keys_of(record.value) for candidate in page.name_block(key)]
+    if len(by_name) > MAX_NAME_CANDIDATES:
+        by_name = sorted({c.member_id: c for c in by_name}.values(), key=lambda c: c.member_id)
+        del by_name[MAX_NAME_CANDIDATES:]
     return decide(record, linked=None, by_email=None, by_phone=by_phone, by_name=by_name, thresholds=thresholds)
 
 
-def _apply_one(page: Page, index: int, record: NormalisedRecord) -> None:
+def _apply_one(page: Page, index: int, record: NormalisedRecord, decision: MatchDecision) -> None:
     page.rejected_fields += len(record.rejected)
     for rejection in record.rejected:
         page.note("rejected_fields", {"record": index, "external_id": record.external_id, **vars(rejection)})
-    target, decision = _page_local(page, record), None
+    target = _page_local(page, record)
     if target is None:
-        decision = _match(page, record)
         page.note("decisions", _decision_entry(index, record, decision))
         if decision.kind in MATCHED and decision.member_id in page.rows:
             target = _existing(page, decision.member_id)
@@ -159,7 +176,7 @@ def _apply_one(page: Page, index: int, record: NormalisedRecord) -> None:
         _merge(page, index, target, record)
     else:
         target = _create(page, index, record)
-        if target is not None and decision is not None and decision.kind is MatchKind.REVIEW:
+        if target is not None and decision.kind is MatchKind.REVIEW:
             assert decision.member_id is not None
             page.duplicates.append((target, decision.member_id, decision))
     page.record_targets.append(target)

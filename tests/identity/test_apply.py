@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from membersync.errors import InvalidInput
+from membersync.identity import repository
 from membersync.identity.policy import MergePolicies
 from membersync.identity.settings import IdentityOptions
 from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation, Tenant
@@ -15,12 +16,6 @@ from membersync.runtime import Runtime
 from tests.factories import apply_page as _apply
 from tests.factories import make_tenant
 from tests.factories import mapped_record as _record
-
-
-async def tenant(runtime: Runtime) -> Tenant:
-    runtime.tracker.registry.register_source("crm")
-    runtime.tracker.registry.register_source("patreon")
-    return await make_tenant(runtime)
 
 
 async def _all(runtime: Runtime, model: type[Any]) -> list[Any]:
@@ -148,6 +143,36 @@ async def test_phone_and_fuzzy_name_matches(runtime: Runtime, tenant: Tenant) ->
     [pair] = await _all(runtime, DuplicatePair)
     assert pair.reasons
     assert pair.status == "pending"
+
+
+async def test_a_fuzzy_match_merges_into_the_whole_stored_member(runtime: Runtime, tenant: Tenant) -> None:
+    address = {"line1": "12 St James's Square", "postal_code": "SW1Y 4JH"}
+    first = _record("C-1", email="ada@example.org", given_name="Ada", family_name="Lovelace", address=address)
+    await _apply(runtime, tenant, [first])
+    # Another email, but the same name and postal code: a second signal, so the name alone decides.
+    again = _record("P-9", 5, email="countess@elsewhere.example", full_name="Ada Lovelace", address=address)
+    result = await _apply(runtime, tenant, [again, _record("P-10", 5, email="new@example.org")], source="patreon")
+    assert (result.created, result.updated + result.conflicted) == (1, 1)
+    [ada, _] = await _all(runtime, Member)
+    assert result.member_ids[0] == ada.id
+    assert (ada.email, ada.name, ada.address) == ("ada@example.org", "Ada Lovelace", address)
+    [operation] = [op for op in await _all(runtime, SyncOperation) if op.id == result.operation_id]
+    [decision, _] = operation.details["decisions"]
+    assert decision["kind"] == "fuzzy"
+    assert "postal code matches" in decision["reasons"]
+
+
+async def test_each_name_block_gives_at_most_its_lowest_ids_as_candidates(runtime: Runtime, tenant: Tenant) -> None:
+    page = [_record(f"C-{n}", email=f"m{n}@example.org", given_name="Ada", family_name="Lovelace") for n in range(6)]
+    page.append(_record("C-9", email="other@example.org", given_name="Ada", family_name="Byron", phone="+442079460018"))
+    await _apply(runtime, tenant, page)
+    members = await _all(runtime, Member)
+    [key] = {member.name_key for member in members[:6]}
+    async with runtime.unit_of_work() as session:
+        rows = await repository.match_candidates(
+            session, tenant.id, phones=["+442079460018"], name_keys=[key], per_name_key=3
+        )
+    assert sorted(row.id for row in rows) == [*(member.id for member in members[:3]), members[6].id]
 
 
 async def test_tenants_never_match_each_other(runtime: Runtime, tenant: Tenant) -> None:

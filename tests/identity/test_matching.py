@@ -685,3 +685,44 @@ def test_blocking_keys_ignore_name_order(given_name: str | None, family_name: st
     keys = blocking_keys(given_name, family_name, None, None, None, postal_code=postal)
 
     assert keys == blocking_keys(family_name, given_name, None, None, None, postal_code=postal)
+
+
+near_names = st.sampled_from(
+    ["Ada Lovelace", "Ada Lovelac", "Adda Lovelace", "Ada King", "Lovelace Ada", "Ad Love", ""]
+)
+near_candidates = st.builds(
+    Candidate,
+    member_id=st.integers(1, 30),
+    email=st.sampled_from([None, "ada@example.org", "ada@elsewhere.example", "a.l@example.org"]),
+    phone=st.none(),
+    given_name=st.none(),
+    family_name=st.none(),
+    full_name=near_names,
+    postal_code=st.sampled_from([None, "SW1Y 4JH", "N1 9GU"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    full_name=near_names,
+    email=st.sampled_from([None, "ada@other.example", "ada@elsewhere.example"]),
+    postal=st.sampled_from([None, "SW1Y 4JH"]),
+    pool=st.lists(near_candidates, max_size=12),
+)
+def test_a_fuzzy_decision_is_the_best_score_of_all_candidates(
+    full_name: str, email: str | None, postal: str | None, pool: list[Candidate]
+) -> None:
+    incoming = record(full_name=full_name or None, email=email, address={"postal_code": postal} if postal else None)
+    decision = run(incoming, by_name=pool)
+
+    as_member = Candidate(0, email, None, None, None, full_name or None, postal)
+    best: tuple[float, int] | None = None
+    for other in sorted({c.member_id: c for c in pool}.values(), key=lambda c: c.member_id):
+        score, _ = score_pair(as_member, other)
+        best = (score, other.member_id) if best is None or score > best[0] else best
+    if best is None or best[0] < Thresholds().review:
+        assert decision.kind is MatchKind.NEW
+        if best is not None and full_name:
+            assert f"member {best[1]}, scored {best[0]:.2f}" in " ".join(decision.reasons)
+    else:
+        assert (decision.member_id, decision.score) == (best[1], best[0])
