@@ -35,6 +35,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from rapidfuzz import fuzz, process
 
@@ -48,9 +49,11 @@ _LISTED_IDS = 5
 _SCORE_SLACK = 1e-6  # rapidfuzz scores in percent: keep a candidate that float rounding puts a hair below
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """An existing member as matching sees it (already normalised values)."""
+class Candidate(NamedTuple):
+    """An existing member as matching sees it (already normalised values).
+
+    A tuple, not a dataclass: a page builds thousands and looks each one's profile up by value.
+    """
 
     member_id: int
     email: str | None
@@ -59,10 +62,6 @@ class Candidate:
     family_name: str | None
     full_name: str | None
     postal_code: str | None = None
-
-    @functools.cached_property
-    def profile(self) -> _Profile:
-        return _candidate_profile(self)
 
 
 @dataclass(frozen=True)
@@ -167,7 +166,7 @@ def score_pair(
     phone, same postal code, or a similar email local part at another domain), and is capped just below
     `thresholds.auto_merge` when none does.
     """
-    return _score(first.profile, second.profile, thresholds)
+    return _score(_candidate_profile(first), _candidate_profile(second), thresholds)
 
 
 def blocking_keys(
@@ -307,7 +306,7 @@ def _fuzzy_decision(
     profile: _Profile, pool: Sequence[Candidate], thresholds: Thresholds, notes: tuple[str, ...]
 ) -> MatchDecision:
     candidates = sorted({c.member_id: c for c in pool}.items())
-    profiles = [candidate.profile for _, candidate in candidates]
+    profiles = [_candidate_profile(candidate) for _, candidate in candidates]
     best: tuple[float, int, tuple[str, ...]] | None = None
     for index in _worth_scoring(profile, profiles, thresholds):
         score, reasons = _score(profile, profiles[index], thresholds)
