@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from membersync.db.engine import planned_for_values
 from membersync.errors import InvalidInput
 from membersync.identity import repository
 from membersync.identity.fingerprint import fingerprint_of, options_digest
@@ -70,15 +71,16 @@ async def apply_records(
     if options is None:
         options = await tenant_options(session, tenant_id)
     external_ids = [normalize_external_id(record.external_id) for record in records]
-    found = await tracker.find_many_linked(session, tenant_id, filter(None, external_ids), source, "member")
     digest = options_digest(options)
     fingerprints = [fingerprint_of(record, digest) if external_ids[i] else None for i, record in enumerate(records)]
-    resent = _resent(external_ids, fingerprints, found)
-    todo = [index for index in range(len(records)) if index not in resent]
-    normalised = {index: normalize_record(records[index], source, now, options.normalise) for index in todo}
-    linked = {external_id: int(link.entity.entity_id) for external_id, link in found.items()}
-    page = await _load(session, tenant_id, source, list(normalised.values()), linked, options)
-    decisions = await _decide_all(session, page, normalised)
+    async with planned_for_values(session):
+        found = await tracker.find_many_linked(session, tenant_id, filter(None, external_ids), source, "member")
+        resent = _resent(external_ids, fingerprints, found)
+        todo = [index for index in range(len(records)) if index not in resent]
+        normalised = {index: normalize_record(records[index], source, now, options.normalise) for index in todo}
+        linked = {external_id: int(link.entity.entity_id) for external_id, link in found.items()}
+        page = await _load(session, tenant_id, source, list(normalised.values()), linked, options)
+        decisions = await _decide_all(session, page, normalised)
     for index, record in normalised.items():
         _apply_one(page, index, record, decisions[index])
     recorded = await repository.record_operation(session, tenant_id, source, operation, now)
