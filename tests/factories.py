@@ -7,8 +7,10 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from membersync.clock import FrozenClock
 from membersync.identity.schemas import MappedRecord
 from membersync.identity.service import ApplyResult, apply_records
+from membersync.jobs.runner import JobRunner
 from membersync.member.schemas import MemberCreate
 from membersync.member.service import upsert_member
 from membersync.models import Member, Tenant
@@ -64,3 +66,15 @@ async def apply_page(
     """`apply_records` for one page, in its own transaction."""
     async with runtime.unit_of_work() as session:
         return await apply_records(session, runtime.tracker, tenant.id, source, records, runtime.clock.now(), **kwargs)
+
+
+async def fail_twice_then_succeed(runner: JobRunner, clock: FrozenClock) -> None:
+    """Run a job whose first two tries fail: each retry waits the 60 s backoff (nothing is claimed a second
+    early), and the third try succeeds."""
+    assert (await runner.run_until_idle()).retried == 1
+    clock.advance(seconds=59)
+    assert (await runner.run_until_idle()).claimed == 0
+    clock.advance(seconds=1)
+    assert (await runner.run_until_idle()).retried == 1
+    clock.advance(seconds=60)
+    assert (await runner.run_until_idle()).succeeded == 1

@@ -17,7 +17,7 @@ from membersync.models import Entitlement, Job, JobStatus, Member
 from membersync.provider.context import SyncContext
 from membersync.runtime import Runtime
 from membersync.testing import FakeSyncProvider
-from tests.factories import make_member, make_tenant
+from tests.factories import fail_twice_then_succeed, make_member, make_tenant
 
 
 async def _dispatch_one(runtime: Runtime, tenant_id: int, member_id: int) -> list[int]:
@@ -77,13 +77,7 @@ async def test_flaky_provider_succeeds_on_attempt_three(runtime: Runtime, clock:
     member = await make_member(runtime, tenant)
     await _dispatch_one(runtime, tenant.id, member.id)
     runner = runtime.runner()
-    assert (await runner.run_until_idle()).retried == 1
-    clock.advance(seconds=59)
-    assert (await runner.run_until_idle()).claimed == 0
-    clock.advance(seconds=1)
-    assert (await runner.run_until_idle()).retried == 1
-    clock.advance(seconds=60)
-    assert (await runner.run_until_idle()).succeeded == 1
+    await fail_twice_then_succeed(runner, clock)
     [job] = await _jobs(runtime)
     assert (job.status, job.attempts, job.last_error) == (JobStatus.SUCCEEDED, 3, None)
     assert provider.sync_call_count == 3

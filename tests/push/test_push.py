@@ -18,7 +18,7 @@ from membersync.push import plan
 from membersync.push.service import PushRun, start_push
 from membersync.runtime import Runtime
 from membersync.sandbox.push_destination import PushDestination as Emulator
-from tests.factories import make_members, make_tenant
+from tests.factories import fail_twice_then_succeed, make_members, make_tenant
 from tests.push.rows import push_attempts as _attempts
 from tests.push.rows import push_batches as _batches
 from tests.push.rows import push_jobs as _jobs
@@ -137,13 +137,7 @@ async def test_a_batch_retries_twice_then_succeeds_with_one_idempotency_key(
     emulator.configure(fail_next=2)
     await _push(pushing, tenant)
     runner = pushing.runner()
-    assert (await runner.run_until_idle()).retried == 1
-    clock.advance(seconds=59)
-    assert (await runner.run_until_idle()).claimed == 0
-    clock.advance(seconds=1)
-    assert (await runner.run_until_idle()).retried == 1
-    clock.advance(seconds=60)
-    assert (await runner.run_until_idle()).succeeded == 1
+    await fail_twice_then_succeed(runner, clock)
     [batch] = await _batches(pushing)
     assert (batch.status, batch.attempts, batch.last_status_code) == ("succeeded", 3, 202)
     attempts = await _attempts(pushing)
