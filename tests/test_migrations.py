@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import create_engine, text
 
 from membersync.db import migrate
@@ -46,3 +47,43 @@ def test_upgrade_is_idempotent(empty_database: str) -> None:
     migrate.upgrade(empty_database)
     migrate.upgrade(empty_database)
     assert migrate.current_revision(empty_database) == migrate.head_revision(empty_database)
+
+
+def test_0006_copies_each_batch_destination_to_its_members_and_goes_back(empty_database: str) -> None:
+    migrate.upgrade(empty_database, "0005")
+    engine = create_engine(sync_url(empty_database))
+    now = "2026-11-22 10:00:00+00:00"
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO tenants (id, slug, name, created_at) VALUES (1, 'acme', 'Acme', :now)"), {"now": now}
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO members (id, tenant_id, email, status, attributes, created_at, updated_at) "
+                    "VALUES (7, 1, 'ada@example.org', 'active', '{}', :now, :now)"
+                ),
+                {"now": now},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO push_batches (id, tenant_id, destination, run_id, sequence, status, member_count, "
+                    "sent_count, idempotency_key, scheduled_at, attempts, created_at, updated_at) VALUES "
+                    "(3, 1, 'subscribers', 'run', 1, 'succeeded', 1, 1, 'key-3', :now, 1, :now, :now)"
+                ),
+                {"now": now},
+            )
+            connection.execute(text("INSERT INTO push_batch_members (batch_id, member_id) VALUES (3, 7)"))
+        migrate.upgrade(empty_database)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT batch_id, member_id, destination FROM push_batch_members")).all()
+            read_at = connection.execute(text("SELECT members_read_at FROM push_batches")).scalar_one()
+        assert [tuple(row) for row in rows] == [(3, 7, "subscribers")]
+        assert read_at is None  # accepted before read times were kept: its members are pushed once more
+        migrate.check(empty_database)
+        command.downgrade(migrate.alembic_config(empty_database), "0005")
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT batch_id, member_id FROM push_batch_members")).all()
+        assert [tuple(row) for row in rows] == [(3, 7)]
+    finally:
+        engine.dispose()

@@ -34,16 +34,24 @@ class PushBatch(IdMixin, Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    # When the accepted request's members were read: each is pushed as of then, and a later change is pushed
+    # again. Empty until the batch succeeds.
+    members_read_at: Mapped[datetime | None]
 
 
 class PushBatchMember(Base):
     """A member in a batch: while the batch is unfinished, later push runs leave the member to it."""
 
     __tablename__ = "push_batch_members"
-    __table_args__ = (Index("ix_push_batch_members_member_id", "member_id"),)
+    # A member's batches to a destination, newest first: a push selects members by their latest batch. The
+    # destination is copied from the batch so that this index alone answers it, whatever the planner knows.
+    __table_args__ = (
+        Index("ix_push_batch_members_member_id_destination_batch_id", "member_id", "destination", "batch_id"),
+    )
 
     batch_id: Mapped[int] = mapped_column(BigId, ForeignKey("push_batches.id", ondelete="CASCADE"), primary_key=True)
     member_id: Mapped[int] = mapped_column(BigId, ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(64))
 
 
 class PushAttempt(IdMixin, Base):

@@ -6,39 +6,48 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, and_, cast, exists, func, insert, or_, select, update
+from sqlalchemy import Row, ScalarSelect, Select, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from membersync.db.engine import dialect_of
 from membersync.db.upsert import in_values, insert_many
-from membersync.models import ExternalLink, Member, PushAttempt, PushBatch, PushBatchMember
+from membersync.models import Member, PushAttempt, PushBatch, PushBatchMember
 from membersync.models.push import UNFINISHED_BATCH
 
 WAITING = ("queued", "retrying")
 
 
 def members_to_push(tenant_id: int, destination: str, since: datetime | None) -> Select[int, str]:
-    """The tenant's members not in an unfinished batch to `destination` and, unless `since` is given (then:
-    changed at or after it), never pushed there or changed since their last successful push."""
-    in_flight = exists().where(
-        PushBatchMember.member_id == Member.id,
-        PushBatch.id == PushBatchMember.batch_id,
-        PushBatch.destination == destination,
-        PushBatch.status.in_(UNFINISHED_BATCH),
+    """The tenant's members whose latest batch to `destination` is over and, unless `since` is given (then:
+    changed at or after it), not yet pushed there as they are now: never in a batch to it, or changed since
+    their latest batch read them."""
+    latest = aliased(PushBatch, name="latest_batch")
+    finished = or_(latest.id.is_(None), latest.status.not_in(UNFINISHED_BATCH))
+    statement = (
+        select(Member.id, Member.email)
+        .outerjoin(latest, latest.id == _latest_batch_id(destination))
+        .where(Member.tenant_id == tenant_id, finished)
+        .order_by(Member.id)
     )
-    statement = select(Member.id, Member.email).where(Member.tenant_id == tenant_id, ~in_flight)
     if since is not None:
-        return statement.where(Member.updated_at >= since).order_by(Member.id)
-    link = and_(
-        ExternalLink.tenant_id == tenant_id,
-        ExternalLink.entity_type == "member",
-        ExternalLink.entity_id == cast(Member.id, String),
-        ExternalLink.source == destination,
+        return statement.where(Member.updated_at >= since)
+    # A batch that did not succeed read nothing; one from before read times were kept has none either.
+    read_before_change = or_(latest.members_read_at.is_(None), latest.members_read_at < Member.updated_at)
+    return statement.where(or_(latest.id.is_(None), read_before_change))
+
+
+def _latest_batch_id(destination: str) -> ScalarSelect[int]:
+    """The id of the member's latest batch to `destination`. A member joins a new batch only when its
+    previous one is over, so the latest is also the last to read it."""
+    return (
+        select(PushBatchMember.batch_id)
+        .where(PushBatchMember.member_id == Member.id, PushBatchMember.destination == destination)
+        .order_by(PushBatchMember.batch_id.desc())
+        .limit(1)
+        .correlate(Member)
+        .scalar_subquery()
     )
-    changed = or_(
-        ExternalLink.id.is_(None), ExternalLink.synced_at.is_(None), Member.updated_at > ExternalLink.synced_at
-    )
-    return statement.outerjoin(ExternalLink, link).where(changed).order_by(Member.id)
 
 
 async def last_scheduled(session: AsyncSession, destination: str) -> datetime | None:
@@ -76,7 +85,7 @@ async def add_batches(session: AsyncSession, batches: list[PushBatch], members: 
     session.add_all(batches)
     await session.flush()
     rows = [
-        {"batch_id": batch.id, "member_id": member_id}
+        {"batch_id": batch.id, "member_id": member_id, "destination": batch.destination}
         for batch, ids in zip(batches, members, strict=True)
         for member_id in ids
     ]
@@ -85,14 +94,17 @@ async def add_batches(session: AsyncSession, batches: list[PushBatch], members: 
         await session.execute(statement, parameters or None)
 
 
-async def batch(session: AsyncSession, batch_id: int, tenant_id: int | None) -> PushBatch | None:
-    statement = select(PushBatch).where(PushBatch.id == batch_id)
+async def batch_to_send(session: AsyncSession, batch_id: int, tenant_id: int | None) -> Row[str, str] | None:
+    """The batch's (status, idempotency key), if it exists in the tenant."""
+    statement = select(PushBatch.status, PushBatch.idempotency_key).where(PushBatch.id == batch_id)
     if tenant_id is not None:
         statement = statement.where(PushBatch.tenant_id == tenant_id)
-    return await session.scalar(statement)
+    return (await session.execute(statement)).first()
 
 
-async def batch_members(session: AsyncSession, batch_id: int) -> list[Any]:
+async def batch_members(
+    session: AsyncSession, batch_id: int
+) -> Sequence[Row[int, str, str | None, str | None, str | None, str | None]]:
     """The batch's members as they are now (one deleted since is gone)."""
     statement = (
         select(Member.id, Member.email, Member.name, Member.given_name, Member.family_name, Member.time_zone)
@@ -100,17 +112,9 @@ async def batch_members(session: AsyncSession, batch_id: int) -> list[Any]:
         .where(PushBatchMember.batch_id == batch_id)
         .order_by(Member.id)
     )
-    return list((await session.execute(statement)).all())
-
-
-def sent_members(batch_id: int) -> Select[str, str]:
-    """The batch's members that still have an email, as (member id as text, email): what its tracker links
-    to the destination are made of."""
-    return (
-        select(cast(Member.id, String), Member.email)
-        .join(PushBatchMember, PushBatchMember.member_id == Member.id)
-        .where(PushBatchMember.batch_id == batch_id, Member.email.is_not(None))
-    )
+    # Through the connection: plain rows, without the ORM's per-row loading, for a thousand rows a batch.
+    connection = await session.connection()
+    return (await connection.execute(statement)).all()
 
 
 async def set_batch(session: AsyncSession, batch_id: int, **values: Any) -> None:

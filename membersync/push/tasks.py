@@ -22,7 +22,6 @@ from membersync.jobs.runner import DeferJob, PermanentJobError, RetryJobAt
 from membersync.jobs.spec import Finalizer, JobSpec, RetryStrategy
 from membersync.push import hold, plan, repository
 from membersync.runtime import Runtime
-from membersync.tracker.entities import SelectedLinks
 
 logger = structlog.get_logger("membersync.push")
 
@@ -47,9 +46,7 @@ class Sent:
 
 
 def install(runtime: Runtime) -> None:
-    """Register the job and make every configured destination a tracker source."""
-    for name in runtime.destinations.names():
-        runtime.tracker.registry.register_source(name)
+    """Register the job."""
     runtime.jobs.add(PUSH_BATCH, partial(send_batch, runtime))
 
 
@@ -59,19 +56,19 @@ async def send_batch(runtime: Runtime, job: ClaimedJob) -> Finalizer | None:
     destination = _destination(runtime, job)
     batch_id = _batch_id(job)
     async with runtime.database.read_sessions() as session:
-        batch = await repository.batch(session, batch_id, job.tenant_id)
+        batch = await repository.batch_to_send(session, batch_id, job.tenant_id)
         if batch is None:
             raise PermanentJobError(f"push batch {batch_id} no longer exists")
-        if batch.status == "succeeded":
+        status, idempotency_key = batch
+        if status == "succeeded":
             return None
         read_at = runtime.clock.now()
-        subscribers = [_subscriber(row) for row in await repository.batch_members(session, batch_id)]
-        idempotency_key = batch.idempotency_key
+        subscribers = [_subscriber(*row) for row in await repository.batch_members(session, batch_id)]
     log = logger.bind(batch_id=batch_id, destination=destination.name, attempt=job.attempts, job_id=job.id)
     await _take_budget(runtime, destination, batch_id, log)
     sent = await _send(runtime, destination, idempotency_key, subscribers, log)
     if sent.reply.accepted:
-        return partial(_record_accepted, runtime, job, destination.name, len(subscribers), sent, read_at, log)
+        return partial(_record_accepted, job, len(subscribers), sent, read_at, log)
     retry_at = _retry_after(runtime, job, sent)
     await _record_refused(runtime, job, destination, len(subscribers), sent, retry_at, log)
     _raise_refused(job, sent, retry_at, log)
@@ -91,9 +88,12 @@ def _batch_id(job: ClaimedJob) -> int:
     return job.entity_id
 
 
-def _subscriber(row: Any) -> Subscriber:
-    name = row.name or " ".join(part for part in (row.given_name, row.family_name) if part)
-    return Subscriber(row.id, row.email, name, row.time_zone or "UTC")
+def _subscriber(
+    member_id: int, email: str, name: str | None, given_name: str | None, family_name: str | None, time_zone: str | None
+) -> Subscriber:
+    if not name:
+        name = " ".join(part for part in (given_name, family_name) if part)
+    return Subscriber(member_id, email, name, time_zone or "UTC")
 
 
 async def _take_budget(runtime: Runtime, destination: PushDestination, batch_id: int, log: Any) -> None:
@@ -148,9 +148,7 @@ def _is_last(job: ClaimedJob, sent: Sent) -> bool:
 
 
 async def _record_accepted(
-    runtime: Runtime,
     job: ClaimedJob,
-    destination: str,
     count: int,
     sent: Sent,
     read_at: datetime,
@@ -158,14 +156,13 @@ async def _record_accepted(
     session: AsyncSession,
     now: datetime,
 ) -> None:
-    """The request in `push_attempts`, the batch succeeded, and each member's link to the destination synced
-    as of when the members were read: a change made since is pushed next time."""
+    """The request in `push_attempts` and the batch succeeded, its members pushed as of when they were read: a
+    change made since is pushed next time."""
     batch_id = _batch_id(job)
     await repository.add_attempt(session, _attempt_row(batch_id, job, count, sent, "accepted", now))
     state = {"attempts": job.attempts, "last_status_code": sent.status_code, "updated_at": now, "last_error": None}
-    await repository.set_batch(session, batch_id, **state, status="succeeded", sent_count=count, finished_at=now)
-    pushed = SelectedLinks(job.tenant_id or 0, destination, "member", repository.sent_members(batch_id))
-    await runtime.tracker.mark_synced_selected(session, pushed, read_at)
+    outcome = {"status": "succeeded", "sent_count": count, "finished_at": now, "members_read_at": read_at}
+    await repository.set_batch(session, batch_id, **state, **outcome)
     log.info("push.batch_succeeded", request_id=sent.request_id)
 
 

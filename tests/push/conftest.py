@@ -51,7 +51,6 @@ async def pushing(runtime: Runtime, emulator: Emulator, database_url: str) -> As
 
 def add_destination(runtime: Runtime, destination: SubscriberApi) -> None:
     runtime.destinations.register(destination)
-    runtime.tracker.registry.register_source(destination.name)
 
 
 def hourly(limit: int = 50) -> RateLimit:

@@ -1,5 +1,5 @@
 """Pushing members in batches to the emulated destination: selection, batching, retries, failures, the
-log events of a batch, and what the tracker records. SQLite (+ SQLite limiter) and PostgreSQL (+ Redis)."""
+log events of a batch, and what counts as pushed. SQLite (+ SQLite limiter) and PostgreSQL (+ Redis)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from membersync.clock import FrozenClock
 from membersync.jobs import ledger
-from membersync.models import ExternalLink, Job, JobStatus, Member, Tenant
+from membersync.models import Job, JobStatus, Member, PushBatch, PushBatchMember, Tenant
 from membersync.push import plan
 from membersync.push.service import PushRun, start_push
 from membersync.runtime import Runtime
@@ -22,6 +22,7 @@ from tests.factories import fail_twice_then_succeed, make_members, make_tenant
 from tests.push.rows import push_attempts as _attempts
 from tests.push.rows import push_batches as _batches
 from tests.push.rows import push_jobs as _jobs
+from tests.push.rows import pushed_members
 
 
 async def _push(runtime: Runtime, tenant: Tenant, since: datetime | None = None) -> PushRun:
@@ -114,9 +115,33 @@ async def test_a_member_changed_while_its_batch_is_in_flight_goes_in_the_next_pu
     await _touch(pushing, "member1@example.org", name="Changed after the read")
     nxt = await _push(pushing, tenant)
     assert nxt.queued == 1
-    async with pushing.database.read_sessions() as session:
-        links = (await session.scalars(select(ExternalLink).where(ExternalLink.source == "subscribers"))).all()
-    assert sorted(link.external_id or "" for link in links) == [f"member{i}@example.org" for i in range(3)]
+    first, second = await _batches(pushing)
+    assert first.status == "succeeded"
+    assert first.members_read_at is not None
+    assert first.finished_at is not None
+    assert first.members_read_at <= first.finished_at < clock.now()
+    assert (second.status, second.member_count) == ("queued", 1)
+
+
+async def test_only_a_succeeded_batch_to_the_same_destination_counts_as_pushed(
+    pushing: Runtime, emulator: Emulator, clock: FrozenClock
+) -> None:
+    tenant = await make_tenant(pushing)
+    await make_members(pushing, tenant, 3)
+    await _push(pushing, tenant)
+    await _drain(pushing, clock)
+    assert {email for _, email in await pushed_members(pushing)} == {f"member{i}@example.org" for i in range(3)}
+    async with pushing.unit_of_work() as session:
+        await session.execute(update(PushBatch).values(destination="another"))
+        await session.execute(update(PushBatchMember).values(destination="another"))
+    assert (await _push(pushing, tenant)).queued == 3  # pushed elsewhere: not to this destination
+    await _drain(pushing, clock)
+    async with pushing.unit_of_work() as session:
+        await session.execute(update(PushBatch).values(members_read_at=None))
+    assert (await _push(pushing, tenant)).queued == 3  # accepted before read times were kept: pushed once more
+    await _drain(pushing, clock)
+    assert (await _push(pushing, tenant)).selected == 0
+    assert emulator.stats().accepted_subscribers == 9
 
 
 async def test_since_resends_members_changed_after_a_time(pushing: Runtime, clock: FrozenClock) -> None:
@@ -163,9 +188,8 @@ async def test_a_client_error_fails_at_once_and_retry_failed_sends_it_again(
     assert (batch.status, batch.attempts, job.status, job.attempts) == ("failed", 1, JobStatus.FAILED, 1)
     assert batch.last_error is not None
     assert batch.last_error.startswith("HTTP 400")
-    async with pushing.database.read_sessions() as session:
-        synced = await session.scalar(select(func.count()).select_from(ExternalLink))
-    assert synced == 0  # nothing is marked pushed that was not accepted
+    assert await pushed_members(pushing) == set()  # nothing is marked pushed that was not accepted
+    assert batch.members_read_at is None
     assert (await _push(pushing, tenant)).selected == 0  # the failed batch keeps its members
     async with pushing.unit_of_work() as session:
         await ledger.retry_failed(session, clock.now())

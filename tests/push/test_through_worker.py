@@ -35,7 +35,7 @@ from membersync.assembly import assemble
 from membersync.clock import Clock, FrozenClock, SystemClock
 from membersync.config import Settings
 from membersync.jobs.runner import sweep
-from membersync.models import ExternalLink, JobStatus, Member, Tenant
+from membersync.models import JobStatus, Member, Tenant
 from membersync.push.service import PushRun, start_push
 from membersync.push.tasks import PUSH_BATCH
 from membersync.runtime import Runtime
@@ -51,6 +51,7 @@ from tests.factories import make_members, make_tenant
 from tests.push.rows import push_attempts as _attempts
 from tests.push.rows import push_batches as _batches
 from tests.push.rows import push_jobs as _jobs
+from tests.push.rows import pushed_members
 
 API_KEY = "worker-test-key"
 DEADLINE_SECONDS = 30.0
@@ -183,18 +184,6 @@ async def _push(runtime: Runtime, tenant: Tenant) -> PushRun:
         return await start_push(session, destination, tenant.id, runtime.clock.now())
 
 
-async def _synced_links(runtime: Runtime) -> set[tuple[int, str | None]]:
-    """(member id, external id) of every synced member link to the destination."""
-    query = select(ExternalLink).where(ExternalLink.source == "subscribers", ExternalLink.entity_type == "member")
-    async with runtime.database.read_sessions() as session:
-        links = (await session.scalars(query)).all()
-    return {
-        (int(link.entity_id), link.external_id)
-        for link in links
-        if link.status == "synced" and link.synced_at is not None
-    }
-
-
 async def _member_emails(runtime: Runtime, tenant: Tenant) -> set[tuple[int, str | None]]:
     async with runtime.database.read_sessions() as session:
         return set((await session.execute(select(Member.id, Member.email).where(Member.tenant_id == tenant.id))).all())
@@ -232,7 +221,7 @@ async def test_2500_members_go_out_in_3_batches_through_the_worker(
     assert [job.id for job in jobs] == [batch.job_id for batch in batches]
     members = await _member_emails(runtime, tenant)
     assert len(members) == 2500
-    assert await _synced_links(runtime) == members
+    assert await pushed_members(runtime) == members
 
 
 async def test_a_503_is_retried_through_the_worker_with_the_same_idempotency_key(
@@ -270,4 +259,4 @@ async def test_a_503_is_retried_through_the_worker_with_the_same_idempotency_key
     assert destination.recorder.requests == [Received(batch.idempotency_key, 503), Received(batch.idempotency_key, 202)]
     stats = destination.emulator.stats()
     assert (stats.requests, stats.failed, stats.accepted_requests, stats.accepted_subscribers) == (2, 1, 1, 3)
-    assert await _synced_links(runtime) == await _member_emails(runtime, tenant)
+    assert await pushed_members(runtime) == await _member_emails(runtime, tenant)
