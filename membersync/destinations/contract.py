@@ -18,9 +18,11 @@ DEFAULT_BATCH_SIZE = 1000
 DEFAULT_RATE_LIMIT = RateLimit(50, timedelta(hours=1))
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass takes three times as long to build, and every batch builds a thousand.
+@dataclass(slots=True)
 class Subscriber:
-    """A member as a destination receives it."""
+    """A member as a destination receives it: the name falls back to given and family name, the time zone to
+    UTC."""
 
     member_id: int
     email: str

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, cast, delete, func, literal, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Update,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
 from membersync.db.upsert import insert_or_ignore
 from membersync.jobs.spec import JobSpec
 from membersync.models import Job, JobStatus
+from membersync.models.base import table_of
 
 TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DEAD)
 
@@ -43,17 +59,50 @@ class ClaimedJob:
     preloaded: Any = None
 
 
-_CLAIMED_COLUMNS = (
-    Job.id,
-    Job.name,
-    Job.queue,
-    Job.tenant_id,
-    Job.entity_id,
-    Job.target,
-    Job.params,
-    Job.attempts,
-    Job.created_at,
+# The statements that claim and finish jobs run for every batch a worker takes: they are built once, with
+# bound parameters, because building and keying a statement costs more than the database's work for it. A
+# parameter must not be named after a column: an UPDATE would also set that column to it.
+JOBS = table_of(Job)
+_NOW = bindparam("now", type_=JOBS.c.run_at.type)
+_CLAIMED_COLUMNS = tuple(
+    JOBS.c[name]
+    for name in ("id", "name", "queue", "tenant_id", "entity_id", "target", "params", "attempts", "created_at")
 )
+_RUNNABLE = (JOBS.c.status == JobStatus.QUEUED, JOBS.c.run_at <= _NOW)
+
+
+def _claim_statement(chosen: ColumnElement[bool]) -> Update:
+    # Queued and due again in the UPDATE itself: on PostgreSQL a row another worker took between the choice
+    # and the update is re-checked there, not taken twice.
+    lease_until = bindparam("lease_ends", type_=JOBS.c.lease_until.type)
+    return (
+        update(JOBS)
+        .where(chosen, *_RUNNABLE)
+        .values(status=JobStatus.RUNNING, attempts=JOBS.c.attempts + 1, lease_until=lease_until, started_at=_NOW)
+        .returning(*_CLAIMED_COLUMNS)
+    )
+
+
+_CLAIM_IDS = _claim_statement(JOBS.c.id.in_(bindparam("ids", expanding=True)))
+_MARK_SUCCEEDED = (
+    update(JOBS)
+    .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.status == JobStatus.RUNNING)
+    .values(status=JobStatus.SUCCEEDED, finished_at=_NOW, lease_until=None, last_error=None, dedup_key=None)
+)
+
+
+@functools.cache
+def _claim_due_statement(dialect: str, *, by_queue: bool) -> Update:
+    due = select(JOBS.c.id).where(*_RUNNABLE)
+    if by_queue:
+        due = due.where(JOBS.c.queue == bindparam("in_queue"))
+    chosen = due.order_by(JOBS.c.run_at, JOBS.c.id).limit(bindparam("limit")).with_for_update(skip_locked=True)
+    oldest = chosen.cte("due")
+    if dialect == "postgresql":
+        # Run once: PostgreSQL may otherwise re-run a plain subquery under the UPDATE, each run locking and
+        # returning other rows, so one claim would take more than `limit`.
+        oldest = oldest.prefix_with("MATERIALIZED")
+    return _claim_statement(JOBS.c.id.in_(select(oldest.c.id)))
 
 
 def _row_values(spec: JobSpec, now: datetime) -> dict[str, Any]:
@@ -155,37 +204,24 @@ async def claim_key(session: AsyncSession, name: str, key: str, until: datetime,
 
 async def claim(session: AsyncSession, job_ids: Sequence[int], now: datetime, lease: timedelta) -> list[ClaimedJob]:
     """Take the runnable rows among `job_ids`: queued and due. Others are left alone."""
-    statement = (
-        update(Job)
-        .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED, Job.run_at <= now)
-        .values(status=JobStatus.RUNNING, attempts=Job.attempts + 1, lease_until=now + lease, started_at=now)
-        .returning(*_CLAIMED_COLUMNS)
-        .execution_options(synchronize_session=False)
-    )
-    return _claimed((await session.execute(statement)).all())
+    rows = await session.execute(_CLAIM_IDS, {"ids": list(job_ids), "now": now, "lease_ends": now + lease})
+    return _claimed(rows.all())
 
 
 async def claim_due(
     session: AsyncSession, now: datetime, lease: timedelta, limit: int, queue: str | None = None
 ) -> list[ClaimedJob]:
-    """Take up to `limit` due rows, oldest first, whatever messages were sent for them."""
-    due = select(Job.id).where(Job.status == JobStatus.QUEUED, Job.run_at <= now)
+    """Take up to `limit` due rows, oldest first, whatever messages were sent for them, in one statement."""
+    statement = _claim_due_statement(dialect_of(session), by_queue=queue is not None)
+    values: dict[str, Any] = {"now": now, "lease_ends": now + lease, "limit": limit}
     if queue is not None:
-        due = due.where(Job.queue == queue)
-    due = due.order_by(Job.run_at, Job.id).limit(limit).with_for_update(skip_locked=True)
-    ids = list((await session.scalars(due)).all())
-    return await claim(session, ids, now, lease) if ids else []
+        values["in_queue"] = queue
+    return _claimed((await session.execute(statement, values)).all())
 
 
 async def mark_succeeded(session: AsyncSession, job_ids: Sequence[int], now: datetime) -> None:
-    if not job_ids:
-        return
-    await session.execute(
-        update(Job)
-        .where(Job.id.in_(job_ids), Job.status == JobStatus.RUNNING)
-        .values(status=JobStatus.SUCCEEDED, finished_at=now, lease_until=None, last_error=None, dedup_key=None)
-        .execution_options(synchronize_session=False)
-    )
+    if job_ids:
+        await session.execute(_MARK_SUCCEEDED, {"ids": list(job_ids), "now": now})
 
 
 async def mark_retry(session: AsyncSession, job_id: int, error: str, run_at: datetime) -> None:

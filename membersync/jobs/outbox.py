@@ -34,6 +34,16 @@ def drop(session: AsyncSession) -> None:
     session.info.pop(OUTBOX_KEY, None)
 
 
+def mark(session: AsyncSession) -> int:
+    """Where the outbox stands now: `drop_since` forgets what was added after."""
+    return len(session.info.get(OUTBOX_KEY, []))
+
+
+def drop_since(session: AsyncSession, position: int) -> None:
+    """Forget the messages of writes rolled back to a savepoint taken at `position`."""
+    del session.info.get(OUTBOX_KEY, [])[position:]
+
+
 async def send(queue: JobQueue, messages: list[PendingMessages]) -> None:
     """Hand committed rows to the queue, off the event loop (huey's client is blocking)."""
     if messages:

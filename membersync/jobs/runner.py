@@ -160,10 +160,24 @@ class JobRunner:
     async def _finalize_one(self, session: AsyncSession, outcome: Outcome, now: datetime) -> Outcome:
         """Apply one job's deferred writes in a savepoint, so its failure spares the others."""
         assert outcome.finalize is not None
+        position = outbox.mark(session)
         try:
             async with session.begin_nested():
                 await outcome.finalize(session, now)
         except Exception as error:
+            outbox.drop_since(session, position)
+            return Outcome(outcome.job, error)
+        return outcome
+
+    async def _finalize_alone(self, session: AsyncSession, outcome: Outcome, now: datetime) -> Outcome:
+        """Apply the only deferred writes of the write-back, the first statements of its transaction: on failure
+        the whole transaction is rolled back, which spares the two statements of a savepoint."""
+        assert outcome.finalize is not None
+        try:
+            await outcome.finalize(session, now)
+        except Exception as error:
+            await session.rollback()
+            outbox.drop(session)
             return Outcome(outcome.job, error)
         return outcome
 
@@ -171,15 +185,22 @@ class JobRunner:
         """Apply deferred writes of one kind together when the kind offers `apply_many`; else one by one."""
         apply_many = getattr(type(group[0].finalize), "apply_many", None)
         if apply_many is not None and len(group) > 1:
+            position = outbox.mark(session)
             try:
                 async with session.begin_nested():
                     await apply_many(session, [outcome.finalize for outcome in group], now)
                 return group
             except Exception:
+                outbox.drop_since(session, position)
                 logger.warning("jobs.bulk_write_failed_retrying_one_by_one", jobs=len(group))
         return [await self._finalize_one(session, outcome, now) for outcome in group]
 
     async def _finalize(self, session: AsyncSession, outcomes: Sequence[Outcome], now: datetime) -> list[Outcome]:
+        finalizing = [outcome for outcome in outcomes if outcome.finalize is not None]
+        if len(finalizing) == 1:
+            return [
+                await self._finalize_alone(session, finalizing[0], now) if o is finalizing[0] else o for o in outcomes
+            ]
         groups: dict[type, list[Outcome]] = {}
         for outcome in outcomes:
             if outcome.finalize is not None:

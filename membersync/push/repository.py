@@ -3,19 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, ScalarSelect, Select, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from membersync.db.engine import dialect_of
 from membersync.db.upsert import in_values, insert_many
+from membersync.destinations.contract import Subscriber
 from membersync.models import Member, PushAttempt, PushBatch, PushBatchMember
+from membersync.models.base import table_of
 from membersync.models.push import UNFINISHED_BATCH
 
 WAITING = ("queued", "retrying")
+
+# A batch's read and write-back run for every batch sent: built once, with bound parameters, as Core statements
+# (building and keying a statement costs more than the database's work for it).
+_MEMBERS = table_of(Member)
+
+
+def _subscriber_name() -> ColumnElement[str]:
+    """The member's name or, when it is empty, the given and family names that are not, joined by a space."""
+    given, family = _MEMBERS.c.given_name, _MEMBERS.c.family_name
+    return case(
+        (_MEMBERS.c.name != "", _MEMBERS.c.name),
+        (and_(given != "", family != ""), given + " " + family),
+        (given != "", given),
+        else_=func.coalesce(family, ""),
+    )
+
+
+_BATCHES = table_of(PushBatch)
+_BATCH_MEMBERS = table_of(PushBatchMember)
+_BATCH_TO_SEND = (
+    select(_BATCHES.c.status, _BATCHES.c.idempotency_key)
+    .add_columns(_MEMBERS.c.id, _MEMBERS.c.email, _subscriber_name(), func.coalesce(_MEMBERS.c.time_zone, "UTC"))
+    .select_from(_BATCHES)
+    .outerjoin(_BATCH_MEMBERS, _BATCH_MEMBERS.c.batch_id == _BATCHES.c.id)
+    .outerjoin(_MEMBERS, _MEMBERS.c.id == _BATCH_MEMBERS.c.member_id)
+    .where(_BATCHES.c.id == bindparam("batch"))
+    .order_by(_BATCH_MEMBERS.c.member_id)
+)
+_TENANT_BATCH_TO_SEND = _BATCH_TO_SEND.where(_BATCHES.c.tenant_id == bindparam("tenant"))
+# No SET clause: the columns set are the parameters given besides "batch".
+_SET_BATCH = update(_BATCHES).where(_BATCHES.c.id == bindparam("batch"))
+_ADD_ATTEMPT = insert(table_of(PushAttempt))
 
 
 def members_to_push(tenant_id: int, destination: str, since: datetime | None) -> Select[int, str]:
@@ -94,37 +129,34 @@ async def add_batches(session: AsyncSession, batches: list[PushBatch], members: 
         await session.execute(statement, parameters or None)
 
 
-async def batch_to_send(session: AsyncSession, batch_id: int, tenant_id: int | None) -> Row[str, str] | None:
-    """The batch's (status, idempotency key), if it exists in the tenant."""
-    statement = select(PushBatch.status, PushBatch.idempotency_key).where(PushBatch.id == batch_id)
-    if tenant_id is not None:
-        statement = statement.where(PushBatch.tenant_id == tenant_id)
-    return (await session.execute(statement)).first()
+@dataclass(frozen=True)
+class BatchToSend:
+    status: str
+    idempotency_key: str
+    subscribers: list[Subscriber]
 
 
-async def batch_members(
-    session: AsyncSession, batch_id: int
-) -> Sequence[Row[int, str, str | None, str | None, str | None, str | None]]:
-    """The batch's members as they are now (one deleted since is gone)."""
-    statement = (
-        select(Member.id, Member.email, Member.name, Member.given_name, Member.family_name, Member.time_zone)
-        .join(PushBatchMember, PushBatchMember.member_id == Member.id)
-        .where(PushBatchMember.batch_id == batch_id)
-        .order_by(Member.id)
-    )
-    # Through the connection: plain rows, without the ORM's per-row loading, for a thousand rows a batch.
-    connection = await session.connection()
-    return (await connection.execute(statement)).all()
+async def batch_to_send(session: AsyncSession, batch_id: int, tenant_id: int | None) -> BatchToSend | None:
+    """The batch, if it exists in the tenant, with its members as they are now (one deleted since is gone),
+    in one query."""
+    if tenant_id is None:
+        rows = (await session.execute(_BATCH_TO_SEND, {"batch": batch_id})).all()
+    else:
+        rows = (await session.execute(_TENANT_BATCH_TO_SEND, {"batch": batch_id, "tenant": tenant_id})).all()
+    if not rows:
+        return None
+    status, key = rows[0][:2]
+    # A batch with no members left has one row, its member columns empty.
+    return BatchToSend(status, key, [Subscriber(*row[2:]) for row in rows if row[2] is not None])
 
 
 async def set_batch(session: AsyncSession, batch_id: int, **values: Any) -> None:
-    await session.execute(
-        update(PushBatch).where(PushBatch.id == batch_id).values(**values).execution_options(synchronize_session=False)
-    )
+    """Set the named columns of one batch."""
+    await session.execute(_SET_BATCH, {"batch": batch_id, **values})
 
 
 async def add_attempt(session: AsyncSession, attempt: dict[str, Any]) -> None:
-    await session.execute(insert(PushAttempt).values(**attempt))
+    await session.execute(_ADD_ATTEMPT, attempt)
 
 
 async def attempts_of(session: AsyncSession, batch_ids: Sequence[int]) -> list[PushAttempt]:

@@ -56,17 +56,16 @@ async def send_batch(runtime: Runtime, job: ClaimedJob) -> Finalizer | None:
     destination = _destination(runtime, job)
     batch_id = _batch_id(job)
     async with runtime.database.read_sessions() as session:
-        batch = await repository.batch_to_send(session, batch_id, job.tenant_id)
-        if batch is None:
-            raise PermanentJobError(f"push batch {batch_id} no longer exists")
-        status, idempotency_key = batch
-        if status == "succeeded":
-            return None
         read_at = runtime.clock.now()
-        subscribers = [_subscriber(*row) for row in await repository.batch_members(session, batch_id)]
+        batch = await repository.batch_to_send(session, batch_id, job.tenant_id)
+    if batch is None:
+        raise PermanentJobError(f"push batch {batch_id} no longer exists")
+    if batch.status == "succeeded":
+        return None
+    subscribers = batch.subscribers
     log = logger.bind(batch_id=batch_id, destination=destination.name, attempt=job.attempts, job_id=job.id)
     await _take_budget(runtime, destination, batch_id, log)
-    sent = await _send(runtime, destination, idempotency_key, subscribers, log)
+    sent = await _send(runtime, destination, batch.idempotency_key, subscribers, log)
     if sent.reply.accepted:
         return partial(_record_accepted, job, len(subscribers), sent, read_at, log)
     retry_at = _retry_after(runtime, job, sent)
@@ -86,14 +85,6 @@ def _batch_id(job: ClaimedJob) -> int:
     if job.entity_id is None:
         raise PermanentJobError("a push job names no batch")
     return job.entity_id
-
-
-def _subscriber(
-    member_id: int, email: str, name: str | None, given_name: str | None, family_name: str | None, time_zone: str | None
-) -> Subscriber:
-    if not name:
-        name = " ".join(part for part in (given_name, family_name) if part)
-    return Subscriber(member_id, email, name, time_zone or "UTC")
 
 
 async def _take_budget(runtime: Runtime, destination: PushDestination, batch_id: int, log: Any) -> None:

@@ -214,3 +214,27 @@ async def test_sweeper_prunes_old_succeeded_jobs_but_keeps_failed_ones(runtime: 
     clock.advance(days=2)
     await sweep(runtime.runner(), timedelta(seconds=300), retention=timedelta(days=7))
     assert [(job.id, job.status) for job in await _jobs(runtime)] == [(failed_id, JobStatus.FAILED)]
+
+
+async def test_concurrent_claims_take_each_due_row_once_oldest_first(runtime: Runtime, clock: FrozenClock) -> None:
+    tenant = await make_tenant(runtime)
+    members = [await make_member(runtime, tenant, email=f"m{i}@example.org") for i in range(12)]
+    now = clock.now()
+    later = JobItem(tenant_id=tenant.id, entity_id=members[0].id, target="later", run_at=now + timedelta(minutes=5))
+    items = [JobItem(tenant_id=tenant.id, entity_id=member.id, target="fake") for member in members[1:]]
+    async with runtime.unit_of_work() as session:
+        [not_due] = await ledger.enqueue(session, MEMBER_SYNC, [later], now)
+        due = await ledger.enqueue(session, MEMBER_SYNC, items, now)
+
+    async def claim_three() -> list[int]:
+        async with runtime.unit_of_work() as session:
+            return [job.id for job in await ledger.claim_due(session, clock.now(), timedelta(seconds=300), 3)]
+
+    claimed = await asyncio.gather(*(claim_three() for _ in range(5)))
+    taken = [job_id for ids in claimed for job_id in ids]
+    assert sorted(taken) == sorted(due)
+    assert all(len(ids) <= 3 for ids in claimed)
+    assert not_due not in taken
+    jobs = {job.id: job for job in await _jobs(runtime)}
+    assert {jobs[job_id].attempts for job_id in due} == {1}
+    assert jobs[not_due].status == JobStatus.QUEUED

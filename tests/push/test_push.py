@@ -3,15 +3,17 @@ log events of a batch, and what counts as pushed. SQLite (+ SQLite limiter) and 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from membersync.clock import FrozenClock
+from membersync.http import HttpClient
 from membersync.jobs import ledger
 from membersync.models import Job, JobStatus, Member, PushBatch, PushBatchMember, Tenant
 from membersync.push import plan
@@ -256,3 +258,52 @@ async def test_one_batch_logs_every_step_under_its_id(pushing: Runtime, emulator
     assert (sent["size"], response["status"], response["request_id"]) == (2, 503, sent["request_id"])
     assert response["remote_request_id"].startswith("dst-")
     assert isinstance(response["duration_ms"], float)
+
+
+def _recording(bodies: list[Any]) -> httpx.MockTransport:
+    def accept(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(202, json={"accepted_batches": 1})
+
+    return httpx.MockTransport(accept)
+
+
+async def test_a_batch_sends_its_members_as_they_are_when_it_is_sent(pushing: Runtime, clock: FrozenClock) -> None:
+    bodies: list[Any] = []
+    await pushing.http.aclose()
+    pushing.http = HttpClient(httpx.AsyncClient(transport=_recording(bodies)))
+    tenant = await make_tenant(pushing)
+    await make_members(pushing, tenant, 5)
+    await _touch(pushing, "member3@example.org", family_name="Lovelace")
+    await _push(pushing, tenant)
+    await _touch(pushing, "member0@example.org", name="Renamed Before Sending", time_zone="Europe/Paris")
+    await _touch(pushing, "member2@example.org", given_name="Grace", family_name="Hopper")
+    async with pushing.unit_of_work() as session:
+        await session.execute(delete(Member).where(Member.email == "member1@example.org"))
+    await _drain(pushing, clock)
+    [body] = bodies
+    assert body["batches"][0]["subscribers"] == [
+        {"email": "member0@example.org", "name": "Renamed Before Sending", "time_zone": "Europe/Paris"},
+        {"email": "member2@example.org", "name": "Grace Hopper", "time_zone": "UTC"},
+        {"email": "member3@example.org", "name": "Lovelace", "time_zone": "UTC"},
+        {"email": "member4@example.org", "name": "", "time_zone": "UTC"},
+    ]
+    [batch] = await _batches(pushing)
+    assert (batch.status, batch.sent_count) == ("succeeded", 4)
+
+
+async def test_a_batch_that_is_gone_or_in_another_tenant_fails_without_a_request(
+    pushing: Runtime, emulator: Emulator, clock: FrozenClock
+) -> None:
+    tenant = await make_tenant(pushing)
+    await make_members(pushing, tenant, 2)
+    await _push(pushing, tenant)
+    other = await make_tenant(pushing, "other")
+    async with pushing.unit_of_work() as session:
+        await session.execute(update(Job).where(Job.name == "push.send_batch").values(tenant_id=other.id))
+    report = await pushing.runner().run_until_idle()
+    assert (report.claimed, report.failed) == (1, 1)
+    [job] = await _jobs(pushing)
+    assert job.last_error is not None
+    assert "no longer exists" in job.last_error
+    assert emulator.stats().accepted_requests == 0
