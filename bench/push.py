@@ -36,6 +36,7 @@ from sqlalchemy import func, select
 
 from membersync.assembly import assemble
 from membersync.clock import FrozenClock
+from membersync.heap import settle_startup_heap
 from membersync.jobs.queue import InMemoryQueue
 from membersync.models import Job, JobStatus, PushAttempt
 from membersync.push.service import PushRun, start_push
@@ -89,6 +90,7 @@ async def _throughput(settings: Any, tenant_id: int, warm_up_tenant_id: int) -> 
     with _emulator_process() as url:
         unlimited = settings.model_copy(update={"push_batches_per_period": 1_000_000})
         runtime = _runtime(unlimited, url)
+        settle_startup_heap()  # as a worker thread does once its runtime is built
         try:
             # A long-running worker's state: statements compiled, connections open, code paths loaded.
             await _queue_push(runtime, warm_up_tenant_id)

@@ -24,6 +24,7 @@ from huey import crontab
 from membersync.assembly import assemble
 from membersync.config import Settings
 from membersync.db.migrate import ensure_migrated
+from membersync.heap import settle_startup_heap
 from membersync.jobs.queue import AUDIENCE_SYNC_QUEUE, build_huey, register_batch_task
 from membersync.jobs.runner import sweep
 from membersync.logs import configure_logging
@@ -60,6 +61,7 @@ class Worker:
             runtime, _ = assemble(self.settings)
             if self.setup is not None:
                 self.setup(runtime)
+            settle_startup_heap()
             state = _ThreadState(loop, runtime)
             self._local.state = state
             with self._lock:

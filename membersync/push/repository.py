@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, bindparam, case, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from membersync.db.engine import dialect_of
@@ -136,13 +136,13 @@ class BatchToSend:
     subscribers: list[Subscriber]
 
 
-async def batch_to_send(session: AsyncSession, batch_id: int, tenant_id: int | None) -> BatchToSend | None:
+async def batch_to_send(connection: AsyncConnection, batch_id: int, tenant_id: int | None) -> BatchToSend | None:
     """The batch, if it exists in the tenant, with its members as they are now (one deleted since is gone),
     in one query."""
     if tenant_id is None:
-        rows = (await session.execute(_BATCH_TO_SEND, {"batch": batch_id})).all()
+        rows = (await connection.execute(_BATCH_TO_SEND, {"batch": batch_id})).all()
     else:
-        rows = (await session.execute(_TENANT_BATCH_TO_SEND, {"batch": batch_id, "tenant": tenant_id})).all()
+        rows = (await connection.execute(_TENANT_BATCH_TO_SEND, {"batch": batch_id, "tenant": tenant_id})).all()
     if not rows:
         return None
     status, key = rows[0][:2]

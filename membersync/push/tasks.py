@@ -55,9 +55,9 @@ async def send_batch(runtime: Runtime, job: ClaimedJob) -> Finalizer | None:
     batch is recorded with the job's own success, in one transaction."""
     destination = _destination(runtime, job)
     batch_id = _batch_id(job)
-    async with runtime.database.read_sessions() as session:
+    async with runtime.database.read_connection() as connection:
         read_at = runtime.clock.now()
-        batch = await repository.batch_to_send(session, batch_id, job.tenant_id)
+        batch = await repository.batch_to_send(connection, batch_id, job.tenant_id)
     if batch is None:
         raise PermanentJobError(f"push batch {batch_id} no longer exists")
     if batch.status == "succeeded":
