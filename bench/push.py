@@ -176,8 +176,9 @@ def render(backend: str, throughput: dict[str, float], day: dict[str, float]) ->
         "sending the body, the emulator's answer), per batch: claiming the job, reading the batch and its members, "
         "the limiter, and in one transaction the attempt row, the batch state (with when its members were read) and "
         "the job's success, after a warm-up push of 2,000 members in the same process and with the start-up heap "
-        "frozen, as in a long-running worker thread (`membersync.heap`). The day: batches of one member, more than a day's budget, run by four runners on an "
-        "injected clock moved to each next due job, with a limiter store of its own."
+        "frozen, as in a long-running worker thread (`membersync.heap`). The day: batches of one member, more "
+        "than a day's budget, run by four runners on an injected clock moved to each next due job, with a limiter "
+        "store of its own."
     )
     return section(
         f"Push ({backend})", backend, "limiter: SQLite file" if backend == "sqlite" else "limiter: Redis", body
