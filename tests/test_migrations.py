@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
 from membersync.db import migrate
 from membersync.db.urls import sync_url
@@ -49,22 +49,30 @@ def test_upgrade_is_idempotent(empty_database: str) -> None:
     assert migrate.current_revision(empty_database) == migrate.head_revision(empty_database)
 
 
+NOW = "2026-11-22 10:00:00+00:00"
+
+
+def _tenant_and_member(connection: Connection) -> None:
+    """Tenant 1 and its member 7, written as the schema of any revision since 0001 takes them."""
+    connection.execute(
+        text("INSERT INTO tenants (id, slug, name, created_at) VALUES (1, 'acme', 'Acme', :now)"), {"now": NOW}
+    )
+    connection.execute(
+        text(
+            "INSERT INTO members (id, tenant_id, email, status, attributes, created_at, updated_at) "
+            "VALUES (7, 1, 'ada@example.org', 'active', '{}', :now, :now)"
+        ),
+        {"now": NOW},
+    )
+
+
 def test_0006_copies_each_batch_destination_to_its_members_and_goes_back(empty_database: str) -> None:
     migrate.upgrade(empty_database, "0005")
     engine = create_engine(sync_url(empty_database))
-    now = "2026-11-22 10:00:00+00:00"
+    now = NOW
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text("INSERT INTO tenants (id, slug, name, created_at) VALUES (1, 'acme', 'Acme', :now)"), {"now": now}
-            )
-            connection.execute(
-                text(
-                    "INSERT INTO members (id, tenant_id, email, status, attributes, created_at, updated_at) "
-                    "VALUES (7, 1, 'ada@example.org', 'active', '{}', :now, :now)"
-                ),
-                {"now": now},
-            )
+            _tenant_and_member(connection)
             connection.execute(
                 text(
                     "INSERT INTO push_batches (id, tenant_id, destination, run_id, sequence, status, member_count, "
@@ -85,5 +93,38 @@ def test_0006_copies_each_batch_destination_to_its_members_and_goes_back(empty_d
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT batch_id, member_id FROM push_batch_members")).all()
         assert [tuple(row) for row in rows] == [(3, 7)]
+    finally:
+        engine.dispose()
+
+
+def _audit_state(engine: Engine) -> tuple[set[str], list[int]]:
+    """The columns of audit_entries that have a foreign key, and the ids of its rows."""
+    keys = {
+        column for key in inspect(engine).get_foreign_keys("audit_entries") for column in key["constrained_columns"]
+    }
+    with engine.connect() as connection:
+        ids = list(connection.execute(text("SELECT id FROM audit_entries ORDER BY id")).scalars())
+    return keys, ids
+
+
+def test_0007_drops_the_audit_tenant_key_keeps_the_entries_and_goes_back(empty_database: str) -> None:
+    migrate.upgrade(empty_database, "0006")
+    engine = create_engine(sync_url(empty_database))
+    try:
+        with engine.begin() as connection:
+            _tenant_and_member(connection)
+            connection.execute(
+                text(
+                    "INSERT INTO audit_entries (id, tenant_id, member_id, field, source, operation, actor, at) "
+                    "VALUES (5, 1, 7, 'email', 'crm', 'apply', 'system', :now)"
+                ),
+                {"now": NOW},
+            )
+        assert _audit_state(engine) == ({"tenant_id", "member_id"}, [5])
+        migrate.upgrade(empty_database)
+        assert _audit_state(engine) == ({"member_id"}, [5])
+        migrate.check(empty_database)
+        command.downgrade(migrate.alembic_config(empty_database), "0006")
+        assert _audit_state(engine) == ({"tenant_id", "member_id"}, [5])
     finally:
         engine.dispose()

@@ -62,7 +62,9 @@ class AuditEntry(IdMixin, Base):
     __tablename__ = "audit_entries"
     __table_args__ = (Index("ix_audit_entries_member_id_id", "member_id", "id"),)
 
-    tenant_id: Mapped[int] = _tenant_fk()
+    # No foreign key: the member's (which cascades) covers the tenant, and on PostgreSQL each key is a check per
+    # row, about 9 rows for every new member an import creates (migration 0007).
+    tenant_id: Mapped[int] = mapped_column(BigId)
     member_id: Mapped[int] = _member_fk()
     field: Mapped[str] = mapped_column(String(255))
     before: Mapped[Any] = mapped_column(JsonValue, nullable=True)
