@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, text
+from sqlalchemy.exc import DBAPIError
 
 from membersync.clock import FrozenClock
 from membersync.db.engine import dialect_of
@@ -118,3 +119,30 @@ async def test_an_upsert_of_many_links_inserts_then_updates(runtime: Runtime, cl
     assert [(link.external_id, link.synced_at, link.meta) for link in links] == [
         (text_ + "!", later, {"n": index}) for index, text_ in enumerate(AWKWARD)
     ]
+
+
+@pytest.mark.parametrize("odd", [Decimal("1.5"), float("nan")])
+def test_rows_json_cannot_carry_go_as_arrays_on_postgresql(odd: Any) -> None:
+    rows = _audit_rows(1, 1, "odd", datetime(2026, 1, 1, tzinfo=UTC))[:2]
+    assert "json_array_elements" in str(insert_many("postgresql", AuditEntry, rows)[0])
+    rows[1]["operation_id"] = odd
+    statement, parameters = insert_many("postgresql", AuditEntry, rows)
+    assert parameters == []
+    assert "unnest" in str(statement)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_text_too_long_for_its_column_fails_rather_than_being_cut(
+    runtime: Runtime, clock: FrozenClock, shared: bool
+) -> None:
+    tenant = await make_tenant(runtime)
+    member = await make_member(runtime, tenant)
+    rows = _audit_rows(tenant.id, member.id, "x" * 300, clock.now())[:2]
+    if not shared:
+        rows[0]["field"] = "short"
+    async with runtime.unit_of_work() as session:
+        if dialect_of(session) != "postgresql":
+            pytest.skip("SQLite does not hold text to a column's length")
+        statement, parameters = insert_many(dialect_of(session), AuditEntry, rows)
+        with pytest.raises(DBAPIError, match="too long"):
+            await session.execute(statement, parameters or None)
