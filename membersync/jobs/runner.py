@@ -198,9 +198,9 @@ class JobRunner:
     async def _finalize(self, session: AsyncSession, outcomes: Sequence[Outcome], now: datetime) -> list[Outcome]:
         finalizing = [outcome for outcome in outcomes if outcome.finalize is not None]
         if len(finalizing) == 1:
-            return [
-                await self._finalize_alone(session, finalizing[0], now) if o is finalizing[0] else o for o in outcomes
-            ]
+            [alone] = finalizing
+            finished = await self._finalize_alone(session, alone, now)
+            return [finished if outcome is alone else outcome for outcome in outcomes]
         groups: dict[type, list[Outcome]] = {}
         for outcome in outcomes:
             if outcome.finalize is not None:
