@@ -1,5 +1,6 @@
 """Many rows in one statement (`insert_many`, `insert_or_update_many`) store exactly what a row-by-row
-INSERT stores, on SQLite (rows as one JSON parameter) and PostgreSQL (arrays)."""
+INSERT stores, on SQLite and PostgreSQL (rows as one JSON parameter; arrays on PostgreSQL for values JSON
+cannot carry)."""
 
 from __future__ import annotations
 
