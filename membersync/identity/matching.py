@@ -64,6 +64,38 @@ class Candidate(NamedTuple):
     postal_code: str | None = None
 
 
+class CandidatePool:
+    """Candidates, once each, in member id order, with the profiles and names fuzzy matching compares.
+
+    Building one costs a profile per candidate; a page builds one per name block and reuses it for every
+    record that falls in that block.
+    """
+
+    __slots__ = ("_by_email", "member_ids", "ordered_names", "profiles", "sorted_names")
+
+    def __init__(self, candidates: Iterable[Candidate]) -> None:
+        by_id = {candidate.member_id: candidate for candidate in candidates}
+        self.member_ids = sorted(by_id)
+        self.profiles = [_candidate_profile(by_id[member_id]) for member_id in self.member_ids]
+        self.sorted_names = [profile.sorted_name for profile in self.profiles]
+        self.ordered_names = [profile.ordered_name for profile in self.profiles]
+        self._by_email: dict[str, list[int]] = {}
+        for index, profile in enumerate(self.profiles):
+            if profile.email is not None:
+                self._by_email.setdefault(profile.email, []).append(index)
+
+    def similar(self, profile: _Profile, cutoff: float) -> set[int]:
+        """Indices of the candidates whose name, in either word order, reaches `cutoff` (percent)."""
+        return {
+            index
+            for query, names in ((profile.sorted_name, self.sorted_names), (profile.ordered_name, self.ordered_names))
+            for _, _, index in process.extract(query, names, scorer=fuzz.ratio, limit=None, score_cutoff=cutoff)
+        }
+
+    def with_email(self, email: str) -> dict[int, _Profile]:
+        return {self.member_ids[index]: self.profiles[index] for index in self._by_email.get(email, ())}
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Score bands: `auto_merge` and above is the same member; from `review` up it is a possible duplicate."""
@@ -131,7 +163,8 @@ def decide(
     linked: int | None,
     by_email: Candidate | None,
     by_phone: Sequence[Candidate],
-    by_name: Sequence[Candidate],
+    by_name: Sequence[Candidate] = (),
+    name_pools: Sequence[CandidatePool] = (),
     thresholds: Thresholds = Thresholds(),
 ) -> MatchDecision:
     """Decide which existing member `record` is.
@@ -141,7 +174,8 @@ def decide(
     sides have given names that clearly differ (a household); otherwise the best fuzzy name match among `by_name`
     and `by_phone`, which needs a second signal (same phone, same postal code, or a similar email local part at
     another domain) to reach `thresholds.auto_merge` and is at most a REVIEW without one. Ties go to the lowest
-    member id.
+    member id. `name_pools` are more name candidates, already pooled (a page pools each name block once for all
+    its records); a member may be in several pools and in `by_name`.
     """
     if linked is not None:
         return MatchDecision(MatchKind.LINKED, linked, 1.0, (_link_reason(record),))
@@ -154,7 +188,8 @@ def decide(
     decision, notes = _phone_decision(profile, given, by_phone, thresholds)
     if decision is not None:
         return decision
-    return _fuzzy_decision(profile, [*by_phone, *by_name], thresholds, notes)
+    pools = [*name_pools, CandidatePool([*by_phone, *by_name])] if by_phone or by_name else name_pools
+    return _fuzzy_decision(profile, pools, thresholds, notes)
 
 
 def score_pair(
@@ -303,15 +338,14 @@ def _phone_decision(
 
 
 def _fuzzy_decision(
-    profile: _Profile, pool: Sequence[Candidate], thresholds: Thresholds, notes: tuple[str, ...]
+    profile: _Profile, pools: Sequence[CandidatePool], thresholds: Thresholds, notes: tuple[str, ...]
 ) -> MatchDecision:
-    candidates = sorted({c.member_id: c for c in pool}.items())
-    profiles = [_candidate_profile(candidate) for _, candidate in candidates]
+    worth = _worth_scoring(profile, pools, thresholds)
     best: tuple[float, int, tuple[str, ...]] | None = None
-    for index in _worth_scoring(profile, profiles, thresholds):
-        score, reasons = _score(profile, profiles[index], thresholds)
+    for member_id in sorted(worth):
+        score, reasons = _score(profile, worth[member_id], thresholds)
         if best is None or score > best[0]:
-            best = (score, candidates[index][0], reasons)
+            best = (score, member_id, reasons)
     if best is None:
         return MatchDecision(MatchKind.NEW, None, 0.0, (*notes, "no existing member to compare with"))
     score, member_id, reasons = best
@@ -323,31 +357,42 @@ def _fuzzy_decision(
     return MatchDecision(MatchKind.NEW, None, 0.0, (*notes, below, *reasons))
 
 
-def _worth_scoring(profile: _Profile, profiles: list[_Profile], thresholds: Thresholds) -> list[int]:
-    """Indices (in member id order) of the candidates whose score can be the best: those whose name similarity
-    reaches just below review, those with the same email, and the most similar name of all.
+def _worth_scoring(profile: _Profile, pools: Sequence[CandidatePool], thresholds: Thresholds) -> dict[int, _Profile]:
+    """The candidates whose score can be the best, by member id: those whose name similarity reaches just below
+    review, those with the same email, and, when none reaches it, the most similar name of all.
 
     A candidate below that similarity scores its similarity whatever its second signals, so none of them can
-    beat the most similar one; leaving them out is what lets rapidfuzz compare a block's names in C.
+    beat the most similar one; leaving them out is what lets rapidfuzz compare a pool's names in C.
     """
-    if not profile.sorted_name or not profiles:
-        return list(range(len(profiles)))
-    sorted_names = [other.sorted_name for other in profiles]
-    ordered_names = [other.ordered_name for other in profiles]
+    worth: dict[int, _Profile] = {}
+    if not profile.sorted_name:
+        for pool in pools:
+            worth.update(zip(pool.member_ids, pool.profiles, strict=True))
+        return worth
     cutoff = 100.0 * max(0.0, thresholds.review - _CAP_MARGIN) - _SCORE_SLACK
-    worth = {
-        index
-        for query, names in ((profile.sorted_name, sorted_names), (profile.ordered_name, ordered_names))
-        for _, _, index in process.extract(query, names, scorer=fuzz.ratio, limit=None, score_cutoff=cutoff)
-    }
-    most_similar = [
-        process.extractOne(query, names, scorer=fuzz.ratio)
-        for query, names in ((profile.sorted_name, sorted_names), (profile.ordered_name, ordered_names))
+    for pool in pools:
+        for index in pool.similar(profile, cutoff):
+            worth[pool.member_ids[index]] = pool.profiles[index]
+        if profile.email is not None:
+            worth.update(pool.with_email(profile.email))
+    if not worth:
+        worth.update(_most_similar(profile, pools))
+    return worth
+
+
+def _most_similar(profile: _Profile, pools: Sequence[CandidatePool]) -> dict[int, _Profile]:
+    """The one candidate with the most similar name (either word order), the lowest member id on a tie."""
+    found = [
+        (-score, pool.member_ids[index], pool.profiles[index])
+        for pool in pools
+        for query, names in ((profile.sorted_name, pool.sorted_names), (profile.ordered_name, pool.ordered_names))
+        if names
+        for _, score, index in [process.extractOne(query, names, scorer=fuzz.ratio)]
     ]
-    worth.add(min(most_similar, key=lambda found: (-found[1], found[2]))[2])
-    if profile.email is not None:
-        worth.update(index for index, other in enumerate(profiles) if other.email == profile.email)
-    return sorted(worth)
+    if not found:
+        return {}
+    _, member_id, most = min(found, key=lambda item: item[:2])
+    return {member_id: most}
 
 
 def _score(first: _Profile, second: _Profile, thresholds: Thresholds) -> tuple[float, tuple[str, ...]]:

@@ -7,14 +7,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from membersync.identity.matching import Candidate, MatchDecision, blocking_keys
+from membersync.identity.matching import Candidate, CandidatePool, MatchDecision, blocking_keys
 from membersync.identity.merge import OpenConflict
 from membersync.identity.settings import IdentityOptions
 from membersync.identity.state import MemberState
 
 MAX_DETAIL_ENTRIES = 5000
 MemberRow = Any  # a whole members row as loaded by `repository.targets`: columns as attributes
-CandidateRow = Any  # the columns of a member matching reads, as loaded by `repository.match_candidates`
+# A member as matching reads it, loaded by `repository.match_candidates`: the `Candidate` fields, then the name key.
+CandidateRow = Any
 
 
 @dataclass
@@ -44,32 +45,25 @@ class Page:
     duplicates: list[tuple[Target, int, MatchDecision]] = field(default_factory=list)
     details: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     by_email: dict[str, MemberRow] = field(default_factory=dict)
-    by_phone: dict[str, list[CandidateRow]] = field(default_factory=lambda: defaultdict(list))
-    by_name_key: dict[str, list[CandidateRow]] = field(default_factory=lambda: defaultdict(list))
-    candidates: dict[int, Candidate] = field(default_factory=dict)
-    name_blocks: dict[str, list[Candidate]] = field(default_factory=dict)
+    by_phone: dict[str, list[Candidate]] = field(default_factory=lambda: defaultdict(list))
+    by_name_key: dict[str, list[Candidate]] = field(default_factory=lambda: defaultdict(list))
+    name_blocks: dict[str, CandidatePool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for row in self.rows.values():
             self.by_email[row.email] = row
-        for row in self.match_rows:
-            if row.phone:
-                self.by_phone[row.phone].append(row)
-            if row.name_key:
-                self.by_name_key[row.name_key].append(row)
+        # Unpacked by position: a page reads thousands of candidate rows, and named access to a row costs more.
+        for *columns, key in self.match_rows:
+            candidate = Candidate(*columns)
+            if candidate.phone:
+                self.by_phone[candidate.phone].append(candidate)
+            if key:
+                self.by_name_key[key].append(candidate)
 
-    def candidate(self, row: CandidateRow) -> Candidate:
-        if row.id not in self.candidates:
-            self.candidates[row.id] = Candidate(
-                row.id, row.email, row.phone, row.given_name, row.family_name, row.name, row.postal_code
-            )
-        return self.candidates[row.id]
-
-    def name_block(self, key: str) -> list[Candidate]:
-        """The candidates sharing a name key, in member id order."""
+    def name_block(self, key: str) -> CandidatePool:
+        """The candidates sharing a name key, pooled once for every record of the page in that block."""
         if key not in self.name_blocks:
-            rows = sorted(self.by_name_key.get(key, []), key=lambda row: row.id)
-            self.name_blocks[key] = [self.candidate(row) for row in rows]
+            self.name_blocks[key] = CandidatePool(self.by_name_key.get(key, []))
         return self.name_blocks[key]
 
     def note(self, kind: str, entry: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from membersync.db.upsert import in_values, insert_many, insert_or_ignore, inser
 from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation, Tenant
 from membersync.models.identity import PENDING_ONLY
 
-CANDIDATE_COLUMNS = ("id", "email", "phone", "given_name", "family_name", "name", "name_key")
+CANDIDATE_COLUMNS = ("id", "email", "phone", "given_name", "family_name", "name")
 
 
 async def targets(session: AsyncSession, tenant_id: int, *, ids: Sequence[int], emails: Sequence[str]) -> list[Any]:
@@ -48,10 +48,11 @@ async def match_candidates(
     session: AsyncSession, tenant_id: int, *, phones: Sequence[str], name_keys: Sequence[str], per_name_key: int
 ) -> list[Any]:
     """The columns matching reads of the tenant's members sharing a phone or a name key with the page, at most
-    `per_name_key` (the lowest ids) for each name key: a block of thousands of "Smith J" stays bounded."""
+    `per_name_key` (the lowest ids) for each name key: a block of thousands of "Smith J" stays bounded. Each row
+    is a `matching.Candidate`'s fields in order, then the member's name key."""
     dialect = dialect_of(session)
     postal_code = Member.address["postal_code"].as_string().label("postal_code")
-    columns = [*(getattr(Member, name) for name in CANDIDATE_COLUMNS), postal_code]
+    columns = [*(getattr(Member, name) for name in CANDIDATE_COLUMNS), postal_code, Member.name_key]
     lookups = []
     if phones:
         lookups.append(select(*columns).where(Member.tenant_id == tenant_id, in_values(dialect, Member.phone, phones)))

@@ -26,7 +26,8 @@ from membersync.tracker.service import Tracker
 
 MAX_RECORDS_PER_CALL = 5000
 # A name block bigger than this (a very common name) is cut, oldest members first: matching on a name alone
-# needs a second signal anyway, and phone and email candidates are never cut.
+# needs a second signal anyway, and phone and email candidates are never cut. A record meets the blocks of its
+# two name keys (both word orders of its name).
 MAX_NAME_CANDIDATES = 200
 NO_EMAIL = "no valid email: a new member needs one"
 MATCHED = {MatchKind.LINKED, MatchKind.EMAIL, MatchKind.PHONE, MatchKind.FUZZY}
@@ -157,12 +158,9 @@ def _match(page: Page, record: NormalisedRecord) -> MatchDecision:
     if linked is not None or email_row is not None or page.options.email_only:
         by_email = candidate_of(email_row) if email_row is not None else None
         return decide(record, linked=linked, by_email=by_email, by_phone=[], by_name=[], thresholds=thresholds)
-    by_phone = [page.candidate(row) for row in page.by_phone.get(record.value("phone") or "", [])]
-    by_name = [candidate for key in name_keys_of(record.value) for candidate in page.name_block(key)]
-    if len(by_name) > MAX_NAME_CANDIDATES:
-        by_name = sorted({c.member_id: c for c in by_name}.values(), key=lambda c: c.member_id)
-        del by_name[MAX_NAME_CANDIDATES:]
-    return decide(record, linked=None, by_email=None, by_phone=by_phone, by_name=by_name, thresholds=thresholds)
+    by_phone = page.by_phone.get(record.value("phone") or "", [])
+    pools = [page.name_block(key) for key in sorted(name_keys_of(record.value))]
+    return decide(record, linked=None, by_email=None, by_phone=by_phone, name_pools=pools, thresholds=thresholds)
 
 
 def _apply_one(page: Page, index: int, record: NormalisedRecord, decision: MatchDecision) -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from membersync.identity.matching import (
     Candidate,
+    CandidatePool,
     DuplicatePair,
     MatchDecision,
     MatchKind,
@@ -726,3 +727,35 @@ def test_a_fuzzy_decision_is_the_best_score_of_all_candidates(
             assert f"member {best[1]}, scored {best[0]:.2f}" in " ".join(decision.reasons)
     else:
         assert (decision.member_id, decision.score) == (best[1], best[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    full_name=near_names,
+    email=st.sampled_from([None, "ada@example.org", "ada@elsewhere.example"]),
+    postal=st.sampled_from([None, "SW1Y 4JH"]),
+    people=st.lists(near_candidates, max_size=12, unique_by=lambda candidate: candidate.member_id),
+    pool_of=st.lists(st.sets(st.integers(0, 2), min_size=1), min_size=12, max_size=12),
+    data=st.data(),
+)
+def test_pooled_name_blocks_decide_as_one_list_of_candidates(
+    full_name: str,
+    email: str | None,
+    postal: str | None,
+    people: list[Candidate],
+    pool_of: list[set[int]],
+    data: st.DataObject,
+) -> None:
+    # A page pools each name block once; a member may sit in several blocks, and phone candidates come apart.
+    incoming = record(full_name=full_name or None, email=email, address={"postal_code": postal} if postal else None)
+    by_phone = data.draw(st.lists(st.sampled_from(people), max_size=2)) if people else []
+    blocks: list[list[Candidate]] = [[], [], []]
+    for person, pools in zip(people, pool_of, strict=False):
+        for pool in pools:
+            blocks[pool].append(person)
+
+    pooled = decide(
+        incoming, linked=None, by_email=None, by_phone=by_phone, name_pools=[CandidatePool(b) for b in blocks]
+    )
+
+    assert pooled == run(incoming, by_phone=by_phone, by_name=people)
