@@ -325,3 +325,16 @@ def in_values(dialect: str, column: Any, values: Sequence[Any]) -> ColumnElement
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
     return column.in_(values)  # type: ignore[no-any-return]
+
+
+def listed(dialect: str, name: str, item_type: TypeEngine[Any]) -> Any:
+    """A table of one column, `value`, from the list bound as `name` (`list_parameter` makes its value): one
+    parameter however long the list, so a statement built once serves every list."""
+    if dialect == "postgresql":
+        return func.unnest(bindparam(name, type_=ARRAY(item_type))).table_valued("value").render_derived(name=name)
+    return func.json_each(bindparam(name, type_=Text)).table_valued("value").alias(name)
+
+
+def list_parameter(dialect: str, values: Sequence[Any]) -> Any:
+    """The value of a `listed` parameter: a list on PostgreSQL, JSON text for SQLite's `json_each`."""
+    return list(values) if dialect == "postgresql" else json.dumps(list(values))

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, union, update
+from sqlalchemy import CompoundSelect, String, and_, bindparam, or_, select, union, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
-from membersync.db.upsert import in_values, insert_many, insert_or_ignore, insert_or_update
+from membersync.db.upsert import (
+    in_values,
+    insert_many,
+    insert_or_ignore,
+    insert_or_update,
+    list_parameter,
+    listed,
+)
 from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation, Tenant
+from membersync.models.base import table_of
 from membersync.models.identity import PENDING_ONLY
 
 CANDIDATE_COLUMNS = ("id", "email", "phone", "given_name", "family_name", "name")
@@ -49,24 +58,48 @@ async def match_candidates(
 ) -> list[Any]:
     """The columns matching reads of the tenant's members sharing a phone or a name key with the page, at most
     `per_name_key` (the lowest ids) for each name key: a block of thousands of "Smith J" stays bounded. Each row
-    is a `matching.Candidate`'s fields in order, then the member's name key."""
-    dialect = dialect_of(session)
-    postal_code = Member.address["postal_code"].as_string().label("postal_code")
-    columns = [*(getattr(Member, name) for name in CANDIDATE_COLUMNS), postal_code, Member.name_key]
-    lookups = []
-    if phones:
-        lookups.append(select(*columns).where(Member.tenant_id == tenant_id, in_values(dialect, Member.phone, phones)))
-    if name_keys:
-        rank = func.row_number().over(partition_by=Member.name_key, order_by=Member.id).label("rank")
-        ranked = (
-            select(*columns, rank)
-            .where(Member.tenant_id == tenant_id, in_values(dialect, Member.name_key, name_keys))
-            .subquery()
-        )
-        lookups.append(select(*(ranked.c[column.name] for column in columns)).where(ranked.c.rank <= per_name_key))
-    if not lookups:
+    is a `matching.Candidate`'s fields in order, then the member's name key; a member found both ways comes twice.
+    """
+    if not (phones or name_keys) or per_name_key < 1:
         return []
-    return list((await session.execute(union(*lookups))).all())
+    dialect = dialect_of(session)
+    parameters = {
+        "in_tenant": tenant_id,
+        "phones": list_parameter(dialect, phones),
+        "name_keys": list_parameter(dialect, name_keys),
+        "past_block": per_name_key - 1,
+    }
+    return list((await session.execute(_candidates_statement(dialect), parameters)).all())
+
+
+@functools.cache
+def _candidates_statement(dialect: str) -> CompoundSelect[Any]:
+    """Built once per dialect. A block's cut is the id of its `per_name_key`-th member, found by one index probe
+    per name key; the rows are then read by (tenant, name key) up to that id, with no sort of the blocks."""
+    members = table_of(Member)
+    tenant = bindparam("in_tenant", type_=members.c.tenant_id.type)
+    postal_code = members.c.address["postal_code"].as_string().label("postal_code")
+    columns = [*(members.c[name] for name in CANDIDATE_COLUMNS), postal_code, members.c.name_key]
+    keys = listed(dialect, "name_keys", String())
+    earlier = members.alias("earlier")
+    last = (
+        select(earlier.c.id)
+        .where(earlier.c.tenant_id == tenant, earlier.c.name_key == keys.c.value)
+        .order_by(earlier.c.id)
+        .limit(1)
+        .offset(bindparam("past_block"))
+        .scalar_subquery()
+    )
+    blocks = select(keys.c.value.label("name_key"), last.label("last_id")).cte("blocks").prefix_with("MATERIALIZED")
+    in_block = and_(members.c.tenant_id == tenant, members.c.name_key == blocks.c.name_key)
+    by_name = (
+        select(*columns)
+        .join_from(blocks, members, in_block)
+        .where(or_(blocks.c.last_id.is_(None), members.c.id <= blocks.c.last_id))
+    )
+    phones = listed(dialect, "phones", String())
+    by_phone = select(*columns).where(members.c.tenant_id == tenant, members.c.phone.in_(select(phones.c.value)))
+    return union_all(by_phone, by_name)
 
 
 async def identity_settings(session: AsyncSession, tenant_id: int) -> dict[str, Any] | None:

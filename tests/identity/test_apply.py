@@ -165,14 +165,18 @@ async def test_a_fuzzy_match_merges_into_the_whole_stored_member(runtime: Runtim
 async def test_each_name_block_gives_at_most_its_lowest_ids_as_candidates(runtime: Runtime, tenant: Tenant) -> None:
     page = [_record(f"C-{n}", email=f"m{n}@example.org", given_name="Ada", family_name="Lovelace") for n in range(6)]
     page.append(_record("C-9", email="other@example.org", given_name="Ada", family_name="Byron", phone="+442079460018"))
+    page += [_record(f"D-{n}", email=f"g{n}@example.org", given_name="Grace", family_name="Hopper") for n in range(2)]
     await _apply(runtime, tenant, page)
     members = await _all(runtime, Member)
     [key] = {member.name_key for member in members[:6]}
+    [small_key] = {member.name_key for member in members[7:]}
     async with runtime.unit_of_work() as session:
         rows = await repository.match_candidates(
-            session, tenant.id, phones=["+442079460018"], name_keys=[key], per_name_key=3
+            session, tenant.id, phones=["+442079460018"], name_keys=[key, small_key, "n:none"], per_name_key=3
         )
-    assert sorted(row.id for row in rows) == [*(member.id for member in members[:3]), members[6].id]
+    expected = [*(member.id for member in members[:3]), members[6].id, *(member.id for member in members[7:])]
+    assert sorted(row.id for row in rows) == expected
+    assert {row.name_key for row in rows} == {key, small_key, members[6].name_key}
 
 
 async def test_tenants_never_match_each_other(runtime: Runtime, tenant: Tenant) -> None:
