@@ -24,7 +24,6 @@ from email_validator import EmailNotValidError, validate_email
 
 from membersync.identity.schemas import (
     ADDRESS_PARTS,
-    ATTRIBUTE_PREFIX,
     CONSENT_FIELDS,
     FieldValue,
     MappedRecord,
@@ -273,40 +272,59 @@ def _normalise_field(
     record_changed_at: datetime,
     options: NormaliseOptions,
 ) -> FieldValue | Rejection | None:
-    if not isinstance(name, str) or not is_canonical_field(name):
-        return Rejection(name if isinstance(name, str) else _preview(name), "unknown field", _preview(raw))
+    if not isinstance(name, str):
+        return Rejection(_preview(name), "unknown field", _preview(raw))
+    normaliser = _FIELD_NORMALISERS.get(name)
+    if normaliser is None:
+        if not is_canonical_field(name):
+            return Rejection(name, "unknown field", _preview(raw))
+        normaliser = normalize_attribute
     if raw is None:
         return None
     try:
-        value = _normaliser(name)(raw, options)
+        value = normaliser(raw, options)
     except FieldRejected as error:
         return Rejection(name, str(error), _preview(raw))
-    changed_at = record.field_changed_at.get(name)
+    changed_at = record.field_changed_at.get(name) if record.field_changed_at else None
     return FieldValue(value, source, record_changed_at if changed_at is None else _as_utc(changed_at))
-
-
-def _normaliser(field: str) -> Callable[[Any, NormaliseOptions], Any]:
-    if field.startswith(ATTRIBUTE_PREFIX):
-        return normalize_attribute
-    if field in CONSENT_FIELDS:
-        return lambda raw, _: normalize_bool(raw)
-    return _FIELD_NORMALISERS[field]
 
 
 def _text_field(raw: Any, options: NormaliseOptions) -> str:
     return normalize_text(raw, options.max_text_length)
 
 
+def _email_field(raw: Any, _: NormaliseOptions) -> str:
+    return normalize_email(raw)
+
+
+def _phone_field(raw: Any, options: NormaliseOptions) -> str:
+    return normalize_phone(raw, options.default_region)
+
+
+def _time_zone_field(raw: Any, _: NormaliseOptions) -> str:
+    return normalize_time_zone(raw)
+
+
+def _status_field(raw: Any, _: NormaliseOptions) -> str:
+    return normalize_status(raw, MAX_STATUS_LENGTH)
+
+
+def _bool_field(raw: Any, _: NormaliseOptions) -> bool:
+    return normalize_bool(raw)
+
+
+# Every canonical field but the free-form attributes, which `normalize_attribute` takes.
 _FIELD_NORMALISERS: dict[str, Callable[[Any, NormaliseOptions], Any]] = {
-    "email": lambda raw, _: normalize_email(raw),
-    "phone": lambda raw, options: normalize_phone(raw, options.default_region),
-    "time_zone": lambda raw, _: normalize_time_zone(raw),
-    "membership_status": lambda raw, options: normalize_status(raw, MAX_STATUS_LENGTH),
+    "email": _email_field,
+    "phone": _phone_field,
+    "time_zone": _time_zone_field,
+    "membership_status": _status_field,
     "given_name": _text_field,
     "family_name": _text_field,
     "full_name": _text_field,
     "membership_tier": _text_field,
     "address": normalize_address,
+    **dict.fromkeys(CONSENT_FIELDS, _bool_field),
 }
 
 
@@ -352,7 +370,7 @@ def _as_utc(moment: datetime) -> datetime:
 def _require_text(raw: object) -> str:
     if not isinstance(raw, str):
         raise FieldRejected("must be text")
-    if _SURROGATE.search(raw):
+    if not raw.isascii() and _SURROGATE.search(raw):
         raise FieldRejected("must be valid Unicode text (has an unpaired surrogate)")
     return raw
 
