@@ -7,6 +7,7 @@ from typing import Any
 
 import phonenumbers
 import pytest
+from email_validator import EmailNotValidError, validate_email
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -96,6 +97,66 @@ def test_email_mixing_scripts_is_rejected(email: str) -> None:
 def test_email_rejections(raw: object, reason: str) -> None:
     with pytest.raises(FieldRejected, match=reason):
         normalize_email(raw)
+
+
+def _library_says(text: str) -> str | None:
+    """email-validator's whole-address verdict, lower-cased as `normalize_email` returns it."""
+    try:
+        return validate_email(text, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        return None
+
+
+def _normalised_or_none(text: str) -> str | None:
+    try:
+        return normalize_email(text)
+    except FieldRejected:
+        return None
+
+
+_LOCAL_CHARS = "abcz09._+-!#$%&'*/=?^`{|}~\"@ ()<>,;:[]é"
+_DOMAIN_LABELS = ["example", "org", "com", "localhost", "test", "invalid", "local", "onion", "arpa", "xn--bcher-kva"]
+_DOMAIN_LABELS += ["a", "1", "123", "-a", "a-", "a--b", "x" * 63, "x" * 64, "", "ü", "exa_mple"]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    local=st.text(alphabet=_LOCAL_CHARS, max_size=70),
+    labels=st.lists(st.sampled_from(_DOMAIN_LABELS), min_size=1, max_size=5),
+    padding=st.sampled_from([0, 180, 200, 260]),
+)
+def test_emails_checked_by_domain_get_the_library_verdict(local: str, labels: list[str], padding: int) -> None:
+    # Plain addresses are checked by their domain once; every address must still get email-validator's answer.
+    local = "m" * padding + local
+    text = f"{local}@{'.'.join(labels)}"
+    assert _normalised_or_none(text) == _library_says(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ada.lovelace@example.org",
+        "a.b.c@mail.example.org",
+        ".ada@example.org",
+        "ada.@example.org",
+        "ada..king@example.org",
+        "ada@example..org",
+        "ada@-example.org",
+        "ada@example.org.",
+        "ada@123.123.123.123",
+        "ada@example.123",
+        "ada@localhost.localdomain",
+        f"{'a' * 64}@example.org",
+        f"{'a' * 65}@example.org",
+        f"{'a' * 240}@example.org",
+        f"{'a' * 242}@example.org",
+        "postmaster@example.org",
+        "ada@xn--bcher-kva.example",
+        "ada@xn--zz.example",
+    ],
+)
+def test_plain_looking_emails_get_the_library_verdict(text: str) -> None:
+    assert _normalised_or_none(text) == _library_says(text)
 
 
 # Phones
