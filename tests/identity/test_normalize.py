@@ -129,7 +129,7 @@ def test_emails_checked_by_domain_get_the_library_verdict(local: str, labels: li
     # Plain addresses are checked by their domain once; every address must still get email-validator's answer.
     local = "m" * padding + local
     text = f"{local}@{'.'.join(labels)}"
-    assert _normalised_or_none(text) == _library_says(text)
+    assert _normalised_or_none(text) == _library_says(text.strip())  # surrounding spaces are trimmed first
 
 
 @pytest.mark.parametrize(
