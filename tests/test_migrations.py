@@ -107,24 +107,43 @@ def _audit_state(engine: Engine) -> tuple[set[str], list[int]]:
     return keys, ids
 
 
+def _with_one_audit_entry(database: str, revision: str) -> Engine:
+    """The database at `revision`, holding tenant 1, its member 7 and that member's audit entry 5."""
+    migrate.upgrade(database, revision)
+    engine = create_engine(sync_url(database))
+    with engine.begin() as connection:
+        _tenant_and_member(connection)
+        connection.execute(
+            text(
+                "INSERT INTO audit_entries (id, tenant_id, member_id, field, source, operation, actor, at) "
+                "VALUES (5, 1, 7, 'email', 'crm', 'apply', 'system', :now)"
+            ),
+            {"now": NOW},
+        )
+    return engine
+
+
 def test_0007_drops_the_audit_tenant_key_keeps_the_entries_and_goes_back(empty_database: str) -> None:
-    migrate.upgrade(empty_database, "0006")
-    engine = create_engine(sync_url(empty_database))
+    engine = _with_one_audit_entry(empty_database, "0006")
     try:
-        with engine.begin() as connection:
-            _tenant_and_member(connection)
-            connection.execute(
-                text(
-                    "INSERT INTO audit_entries (id, tenant_id, member_id, field, source, operation, actor, at) "
-                    "VALUES (5, 1, 7, 'email', 'crm', 'apply', 'system', :now)"
-                ),
-                {"now": NOW},
-            )
         assert _audit_state(engine) == ({"tenant_id", "member_id"}, [5])
-        migrate.upgrade(empty_database)
+        migrate.upgrade(empty_database, "0007")
         assert _audit_state(engine) == ({"member_id"}, [5])
-        migrate.check(empty_database)
         command.downgrade(migrate.alembic_config(empty_database), "0006")
         assert _audit_state(engine) == ({"tenant_id", "member_id"}, [5])
+    finally:
+        engine.dispose()
+
+
+def test_0008_drops_the_audit_member_key_keeps_the_entries_and_goes_back(empty_database: str) -> None:
+    engine = _with_one_audit_entry(empty_database, "0007")
+    try:
+        assert _audit_state(engine) == ({"member_id"}, [5])
+        migrate.upgrade(empty_database)
+        assert _audit_state(engine) == (set(), [5])
+        migrate.check(empty_database)
+        command.downgrade(migrate.alembic_config(empty_database), "0007")
+        engine.dispose()  # a pooled SQLite connection would still list the foreign keys it read before
+        assert _audit_state(engine) == ({"member_id"}, [5])
     finally:
         engine.dispose()

@@ -62,10 +62,11 @@ class AuditEntry(IdMixin, Base):
     __tablename__ = "audit_entries"
     __table_args__ = (Index("ix_audit_entries_member_id_id", "member_id", "id"),)
 
-    # No foreign key: the member's (which cascades) covers the tenant, and on PostgreSQL each key is a check per
-    # row, about 9 rows for every new member an import creates (migration 0007).
+    # No foreign keys: on PostgreSQL each is a check per row, about 9 rows for every new member an import creates.
+    # Entries are written for members the same transaction read or created, and merging two members moves the
+    # loser's entries before deleting it (migrations 0007 and 0008).
     tenant_id: Mapped[int] = mapped_column(BigId)
-    member_id: Mapped[int] = _member_fk()
+    member_id: Mapped[int] = mapped_column(BigId)
     field: Mapped[str] = mapped_column(String(255))
     before: Mapped[Any] = mapped_column(JsonValue, nullable=True)
     after: Mapped[Any] = mapped_column(JsonValue, nullable=True)
