@@ -23,7 +23,7 @@ AWKWARD = ["007", '{"a": 1}', "null", "true", "1e3", "  spaced  ", "Zoë ✓ �
 
 
 def _audit_rows(tenant_id: int, member_id: int, field: str, now: datetime) -> list[dict[str, Any]]:
-    befores: list[Any] = [None, *AWKWARD, 12, 1.5, True, {"nested": [1, None, "x"]}, ["a", 2]]
+    befores: list[Any] = [None, *AWKWARD, 12, -3, 10**20, 1.5, True, False, {"nested": [1, None, "x"]}, ["a", 2]]
     return [
         {
             "tenant_id": tenant_id,

@@ -286,10 +286,15 @@ def _sqlite_converter(column_type: TypeEngine[Any]) -> Callable[[Any], Any] | No
 def _json_text(value: Any) -> str:
     """`json.dumps(value)`, as SQLAlchemy stores a JSON column's value on SQLite, with the common scalars spelled
     directly: an audit page converts ten thousands of them, and `json.dumps` costs a microsecond a call."""
-    if type(value) is str:
+    kind = type(value)
+    if kind is str:
         return encode_basestring_ascii(value)
     if value is None:
         return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
     return json.dumps(value)
 
 
