@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from membersync.identity.policy import FieldDecision, MergePolicies, Outcome, decide_field
@@ -10,9 +11,10 @@ from membersync.identity.schemas import FieldValue, NormalisedRecord
 from membersync.identity.state import MemberState
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Change:
-    """One field that changed value: what the audit trail records."""
+    """One field that changed value: what the audit trail records. Never changed once made (not frozen: a page
+    makes ten per new member, and frozen ones take twice as long to build)."""
 
     field: str
     before: Any
@@ -65,10 +67,16 @@ def merge_record(state: MemberState, record: NormalisedRecord, policies: MergePo
 
 def new_member(record: NormalisedRecord) -> tuple[MemberState, MergeResult]:
     """The state of a member created from `record`, every value applied."""
-    state = MemberState(None, {}, {})
+    values: dict[str, Any] = {}
+    sources: dict[str, dict[str, Any]] = {}
     result = MergeResult()
+    stamps: dict[datetime, str] = {}  # a record's fields mostly share one change time: spell it once
     for name in sorted(record.values):
         incoming = record.values[name]
-        state.set(name, incoming.value, incoming.source, incoming.changed_at)
+        at = stamps.get(incoming.changed_at)
+        if at is None:
+            at = stamps[incoming.changed_at] = incoming.changed_at.isoformat()
+        values[name] = incoming.value
+        sources[name] = {"source": incoming.source, "at": at}
         result.changes.append(Change(name, None, incoming.value, incoming.source))
-    return state, result
+    return MemberState(None, values, sources, set(values)), result
