@@ -523,8 +523,24 @@ def _name_keys(given: str, family: str, postal: str | None) -> set[str]:
     return keys
 
 
+# What `_fold` does to ASCII text, as one table: letters lower-cased, apostrophes dropped, the rest a space.
+_ASCII_FOLD = str.maketrans(
+    {
+        chr(code): None if chr(code) in _APOSTROPHES else chr(code).lower() if chr(code).isalnum() else " "
+        for code in range(128)
+    }
+)
+
+
 @functools.lru_cache(maxsize=200_000)
 def _fold(text: str) -> str:
+    if text.isascii():
+        return " ".join(text.translate(_ASCII_FOLD).split())
+    return fold_unicode(text)
+
+
+def fold_unicode(text: str) -> str:
+    """A name folded for comparison (see the module docstring); `_fold` takes ASCII text a shorter way."""
     decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
     kept = (
         ch if ch.isalnum() else " "

@@ -19,10 +19,12 @@ from membersync.identity.matching import (
     MatchDecision,
     MatchKind,
     Thresholds,
+    _fold,  # the ASCII short cut, checked against the general fold
     blocking_keys,
     candidate_keys,
     decide,
     find_duplicates,
+    fold_unicode,
     score_pair,
 )
 from membersync.identity.schemas import FieldValue, NormalisedRecord
@@ -759,3 +761,9 @@ def test_pooled_name_blocks_decide_as_one_list_of_candidates(
     )
 
     assert pooled == run(incoming, by_phone=by_phone, by_name=people)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
+def test_ascii_names_fold_as_any_other_text(text: str) -> None:
+    assert _fold(text) == fold_unicode(text)
