@@ -107,11 +107,15 @@ async def identity_settings(session: AsyncSession, tenant_id: int) -> dict[str, 
 
 
 async def insert_members(session: AsyncSession, tenant_id: int, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert new members; their ids by email (unique per tenant), read back in one query."""
+    """Insert new members; their ids by email (unique per tenant), returned by the insert itself when the rows go
+    as one statement, else read back in one query."""
     if not rows:
         return {}
     inserting, parameters = insert_many(dialect_of(session), Member, rows)
-    await session.execute(inserting, parameters or None)
+    if not parameters:
+        returned = await session.execute(inserting.returning(Member.email, Member.id))
+        return {email: member_id for email, member_id in returned}
+    await session.execute(inserting, parameters)
     emails = [row["email"] for row in rows]
     reading = select(Member.email, Member.id).where(
         Member.tenant_id == tenant_id, in_values(dialect_of(session), Member.email, emails)
