@@ -118,7 +118,8 @@ def render(backend: str, records: int, page: int, results: list[tuple[str, float
         "skipped. Round 3 changes the tier of a random 10 % with a change time 5 minutes later and sends the "
         "rest as before. Round 4 moves every record's change time on (a source that re-dates records on every "
         "pull) and changes the tier of the same 10 % back: every record is normalised, matched and merged. "
-        "The runtime is built and its start-up heap frozen, as in a worker thread (`membersync.heap`). "
+        "The runtime is built and the collector set as in a worker thread (`membersync.heap`: the start-up heap "
+        "frozen, the youngest generation collected every 10,000 allocations). "
         "Between rounds the script runs ANALYZE, as autovacuum would within a minute: without statistics "
         "PostgreSQL looks external ids up through the wrong index (see the tracker lookup section)."
     )

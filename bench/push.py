@@ -175,8 +175,9 @@ def render(backend: str, throughput: dict[str, float], day: dict[str, float]) ->
         "limit raised out of the way; overhead is the wall time minus the time spent in requests (building and "
         "sending the body, the emulator's answer), per batch: claiming the job, reading the batch and its members, "
         "the limiter, and in one transaction the attempt row, the batch state (with when its members were read) and "
-        "the job's success, after a warm-up push of 2,000 members in the same process and with the start-up heap "
-        "frozen, as in a long-running worker thread (`membersync.heap`). The day: batches of one member, more "
+        "the job's success, after a warm-up push of 2,000 members in the same process and with the worker's collector "
+        "settings (`membersync.heap`: the start-up heap frozen, the youngest generation collected every 10,000 "
+        "allocations). The day: batches of one member, more "
         "than a day's budget, run by four runners on an injected clock moved to each next due job, with a limiter "
         "store of its own."
     )
