@@ -285,7 +285,8 @@ def _sqlite_converter(column_type: TypeEngine[Any]) -> Callable[[Any], Any] | No
 
 def _json_text(value: Any) -> str:
     """`json.dumps(value)`, as SQLAlchemy stores a JSON column's value on SQLite, with the common scalars spelled
-    directly: an audit page converts ten thousands of them, and `json.dumps` costs a microsecond a call."""
+    directly: a page of audit entries converts tens of thousands of them, and `json.dumps` costs a microsecond
+    a call."""
     kind = type(value)
     if kind is str:
         return encode_basestring_ascii(value)
