@@ -60,14 +60,16 @@ async def match_candidates(
     `per_name_key` (the lowest ids) for each name key: a block of thousands of "Smith J" stays bounded. Each row
     is a `matching.Candidate`'s fields in order, then the member's name key; a member found both ways comes twice.
     """
-    if not (phones or name_keys) or per_name_key < 1:
+    if per_name_key < 1:
+        name_keys = ()
+    if not (phones or name_keys):
         return []
     dialect = dialect_of(session)
     parameters = {
         "in_tenant": tenant_id,
         "phones": list_parameter(dialect, phones),
         "name_keys": list_parameter(dialect, name_keys),
-        "past_block": per_name_key - 1,
+        "past_block": max(per_name_key - 1, 0),
     }
     return list((await session.execute(_candidates_statement(dialect), parameters)).all())
 

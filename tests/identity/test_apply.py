@@ -174,9 +174,13 @@ async def test_each_name_block_gives_at_most_its_lowest_ids_as_candidates(runtim
         rows = await repository.match_candidates(
             session, tenant.id, phones=["+442079460018"], name_keys=[key, small_key, "n:none"], per_name_key=3
         )
+        phone_only = await repository.match_candidates(
+            session, tenant.id, phones=["+442079460018"], name_keys=[key], per_name_key=0
+        )
     expected = [*(member.id for member in members[:3]), members[6].id, *(member.id for member in members[7:])]
     assert sorted(row.id for row in rows) == expected
     assert {row.name_key for row in rows} == {key, small_key, members[6].name_key}
+    assert [row.id for row in phone_only] == [members[6].id]
 
 
 async def test_tenants_never_match_each_other(runtime: Runtime, tenant: Tenant) -> None:
