@@ -22,26 +22,26 @@ from tests.factories import make_member, make_tenant
 AWKWARD = ["007", '{"a": 1}', "null", "true", "1e3", "  spaced  ", "Zoë ✓ 🙂", "quote ' and \" and \\", "", "[1]"]
 
 
-def _audit_rows(tenant_id: int, member_id: int, field: str, now: datetime) -> list[dict[str, Any]]:
-    befores: list[Any] = [None, *AWKWARD, 12, -3, 10**20, 1.5, True, False, {"nested": [1, None, "x"]}, ["a", 2]]
+def _audit_rows(tenant_id: int, member_id: int, actor: str, now: datetime) -> list[dict[str, Any]]:
+    """Audit rows as a table with every kind of column: a JSON column holding awkward values of every JSON kind,
+    text columns (one holding awkward text, `actor` the same in every row), a nullable integer and a timestamp."""
+    values: list[Any] = [None, *AWKWARD, 12, -3, 10**20, 1.5, True, False, {"nested": [1, None, "x"]}, ["a", 2]]
     return [
         {
             "tenant_id": tenant_id,
             "member_id": member_id,
-            "field": field,
-            "before": before,
-            "after": AWKWARD[index % len(AWKWARD)],
-            "source": "crm",
+            "changes": value,
+            "source": AWKWARD[index % len(AWKWARD)],
             "operation": "update",
             "operation_id": None if index % 2 else index,
-            "actor": "system",
+            "actor": actor,
             "at": (now + timedelta(microseconds=index)).astimezone(timezone(timedelta(hours=5))),
         }
-        for index, before in enumerate(befores)
+        for index, value in enumerate(values)
     ]
 
 
-_STORED = "SELECT before, after, operation_id, at FROM audit_entries WHERE field = :field ORDER BY id"
+_STORED = "SELECT changes, source, operation_id, at FROM audit_entries WHERE actor = :actor ORDER BY id"
 
 
 async def test_many_rows_at_once_are_stored_as_one_at_a_time_stores_them(runtime: Runtime, clock: FrozenClock) -> None:
@@ -55,11 +55,11 @@ async def test_many_rows_at_once_are_stored_as_one_at_a_time_stores_them(runtime
         for row in _audit_rows(tenant.id, member.id, "single", clock.now()):
             await session.execute(insert(AuditEntry).values(**row))
     async with runtime.database.read_sessions() as session:
-        bulk = (await session.execute(text(_STORED), {"field": "bulk"})).all()
-        single = (await session.execute(text(_STORED), {"field": "single"})).all()
-        read = list((await session.scalars(select(AuditEntry).where(AuditEntry.field == "bulk"))).all())
+        bulk = (await session.execute(text(_STORED), {"actor": "bulk"})).all()
+        single = (await session.execute(text(_STORED), {"actor": "single"})).all()
+        read = list((await session.scalars(select(AuditEntry).where(AuditEntry.actor == "bulk"))).all())
     assert bulk == single
-    assert [entry.before for entry in read] == [row["before"] for row in _audit_rows(0, 0, "", clock.now())]
+    assert [entry.changes for entry in read] == [row["changes"] for row in _audit_rows(0, 0, "", clock.now())]
     assert all(entry.at.tzinfo is not None for entry in read)
     assert read[3].at == (clock.now() + timedelta(microseconds=3)).astimezone(UTC)
 
@@ -69,14 +69,12 @@ async def test_one_row_and_shared_values_are_stored_too(runtime: Runtime, clock:
     member = await make_member(runtime, tenant)
     [row] = _audit_rows(tenant.id, member.id, "one", clock.now())[:1]
     async with runtime.unit_of_work() as session:
-        statement, parameters = insert_many(dialect_of(session), AuditEntry, [row, row | {"field": "two"}])
+        statement, parameters = insert_many(dialect_of(session), AuditEntry, [row, row | {"actor": "two"}])
         await session.execute(statement, parameters or None)
     async with runtime.database.read_sessions() as session:
         stored = list((await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all())
-    assert [(entry.field, entry.before, entry.after, entry.at) for entry in stored] == [
-        ("one", None, AWKWARD[0], clock.now()),
-        ("two", None, AWKWARD[0], clock.now()),
-    ]
+    read: list[tuple[str, Any, str, datetime]] = [(e.actor, e.changes, e.source, e.at) for e in stored]
+    assert read == [("one", None, AWKWARD[0], clock.now()), ("two", None, AWKWARD[0], clock.now())]
 
 
 @pytest.mark.parametrize("odd", [Decimal("1.5"), float("nan")])
@@ -138,7 +136,7 @@ async def test_text_too_long_for_its_column_is_never_cut(runtime: Runtime, clock
     member = await make_member(runtime, tenant)
     rows = _audit_rows(tenant.id, member.id, "x" * 300, clock.now())[:2]
     if not shared:
-        rows[0]["field"] = "short"
+        rows[0]["actor"] = "short"
     async with runtime.unit_of_work() as session:
         postgresql = dialect_of(session) == "postgresql"
         statement, parameters = insert_many(dialect_of(session), AuditEntry, rows)
@@ -149,5 +147,5 @@ async def test_text_too_long_for_its_column_is_never_cut(runtime: Runtime, clock
             await session.execute(statement, parameters or None)
     if not postgresql:  # SQLite does not hold text to a declared length: it keeps the whole text
         async with runtime.database.read_sessions() as session:
-            stored = list((await session.scalars(select(AuditEntry.field).order_by(AuditEntry.id))).all())
-        assert stored == [row["field"] for row in rows]
+            stored = list((await session.scalars(select(AuditEntry.actor).order_by(AuditEntry.id))).all())
+        assert stored == [row["actor"] for row in rows]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -139,11 +141,65 @@ def test_0008_drops_the_audit_member_key_keeps_the_entries_and_goes_back(empty_d
     engine = _with_one_audit_entry(empty_database, "0007")
     try:
         assert _audit_state(engine) == ({"member_id"}, [5])
-        migrate.upgrade(empty_database)
+        migrate.upgrade(empty_database, "0008")
         assert _audit_state(engine) == (set(), [5])
-        migrate.check(empty_database)
         command.downgrade(migrate.alembic_config(empty_database), "0007")
         engine.dispose()  # a pooled SQLite connection would still list the foreign keys it read before
         assert _audit_state(engine) == ({"member_id"}, [5])
+    finally:
+        engine.dispose()
+
+
+def _audit_changes(engine: Engine) -> list[tuple[int, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, changes FROM audit_entries ORDER BY id")).all()
+    return [(entry_id, _json(engine, changes)) for entry_id, changes in rows]
+
+
+def _audit_fields(engine: Engine) -> list[tuple[int, str, Any, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, field, before, after FROM audit_entries ORDER BY id")).all()
+    return [(entry_id, field, *(_json(engine, value) for value in values)) for entry_id, field, *values in rows]
+
+
+def _as_json(engine: Engine, name: str) -> str:
+    """The parameter `name`, JSON text, as a JSON column's value."""
+    return f"CAST(:{name} AS jsonb)" if engine.dialect.name == "postgresql" else f":{name}"
+
+
+def _json(engine: Engine, value: Any) -> Any:
+    """A JSON column's value as read: PostgreSQL decodes jsonb; SQLite gives the text, or a number (the column's
+    declared type gives it numeric affinity), or NULL."""
+    return json.loads(value) if engine.dialect.name == "sqlite" and isinstance(value, str) else value
+
+
+def test_0009_groups_each_entry_into_changes_and_going_back_splits_them(empty_database: str) -> None:
+    engine = _with_one_audit_entry(empty_database, "0008")
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO audit_entries (id, tenant_id, member_id, field, before, after, source, operation, "
+                    f"actor, at) VALUES (6, 1, 7, 'phone', {_as_json(engine, 'before')}, {_as_json(engine, 'after')}, "
+                    "'crm', 'apply', 'system', :now)"
+                ),
+                {"before": json.dumps("+44 1"), "after": json.dumps({"n": [1, None]}), "now": NOW},
+            )
+        migrate.upgrade(empty_database)
+        migrate.check(empty_database)
+        assert _audit_changes(engine) == [(5, {"email": [None, None]}), (6, {"phone": ["+44 1", {"n": [1, None]}]})]
+        two = {"email": [None, "a@b.example"], "tier": [1, {"x": "y"}]}
+        with engine.begin() as connection:
+            changes = _as_json(engine, "two")
+            connection.execute(
+                text(f"UPDATE audit_entries SET changes = {changes} WHERE id = 6"), {"two": json.dumps(two)}
+            )
+        command.downgrade(migrate.alembic_config(empty_database), "0008")
+        engine.dispose()
+        assert [values for _, *values in _audit_fields(engine)] == [
+            ["email", None, None],
+            ["email", None, "a@b.example"],
+            ["tier", 1, {"x": "y"}],
+        ]
     finally:
         engine.dispose()

@@ -21,7 +21,8 @@ async def member_history(
     cursor: Annotated[str | None, Query(max_length=19)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> HistoryPage:
-    """Every field change of the member, newest first: before, after, source, operation, actor, time."""
+    """What each operation changed in the member, newest first: every field's before and after, the source, the
+    operation, the actor and the time."""
     async with runtime.database.read_sessions() as session:
         items, next_cursor = await service.history(session, tenant.id, member_id, cursor=cursor, limit=limit)
     return HistoryPage(items=[AuditEntryOut.model_validate(item) for item in items], next_cursor=next_cursor)

@@ -17,7 +17,7 @@ from membersync.identity.normalize import NormaliseOptions, normalize_record
 from membersync.identity.policy import LOCAL_SOURCE
 from membersync.identity.schemas import MappedRecord
 from membersync.identity.state import state_of
-from membersync.identity.writes import updated_row
+from membersync.identity.writes import audit_changes, updated_row
 from membersync.models import Conflict, Member
 
 STATUSES = ("pending", "resolved", "superseded")
@@ -127,9 +127,7 @@ def _audit(conflict: Conflict, before: Any, after: Any, source: str, now: dateti
     return {
         "tenant_id": conflict.tenant_id,
         "member_id": conflict.member_id,
-        "field": conflict.field,
-        "before": before,
-        "after": after,
+        "changes": audit_changes([(conflict.field, before, after)]),
         "source": source,
         "operation": "resolve",
         "operation_id": conflict.id,

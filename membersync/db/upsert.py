@@ -178,8 +178,9 @@ def _pg_json_rows_insert(table: Table, rows: Sequence[dict[str, Any]]) -> Any:
     """`INSERT … SELECT` from a JSON array of the rows' varying values, walked by `json_array_elements`, each
     cast to its column's type (JSON columns take their element as it is); the shared values are bound once.
 
-    psycopg turns a list parameter into an array literal in Python, escaping every string: for the 9,000 audit
-    entries of 1,000 new members that took about 130 ms of the client's time, where the JSON text takes 35.
+    psycopg turns a list parameter into an array literal in Python, escaping every string: for 9,000 rows of
+    ten columns (a page's audit entries, when they were a row per field) that took about 130 ms of the client's
+    time, where the JSON text takes 35.
     None when the rows hold a value JSON cannot carry (the caller then sends arrays)."""
     if not rows:
         return None
@@ -219,8 +220,8 @@ def _rows_as_json(
     rows: Sequence[dict[str, Any]], columns: list[str], converters: list[Callable[[Any], Any] | None]
 ) -> str | None:
     """The rows' values of `columns` as a JSON array of arrays, each column's values through its converter (None:
-    as they are); None when a value is one JSON cannot carry. Built a column at a time: a page of audit entries
-    has 9,000 rows."""
+    as they are); None when a value is one JSON cannot carry. Built a column at a time: a page's tracker links
+    and members are thousands of rows."""
     values = [
         map(itemgetter(column), rows) if convert is None else map(convert, map(itemgetter(column), rows))
         for column, convert in zip(columns, converters, strict=True)

@@ -16,7 +16,7 @@ from membersync.errors import InvalidInput, NotFound
 from membersync.identity import repository as identity_repository
 from membersync.identity.matching import Candidate, Thresholds, find_duplicates
 from membersync.identity.state import MemberState, state_of
-from membersync.identity.writes import updated_row
+from membersync.identity.writes import audit_changes, updated_row
 from membersync.models import DuplicatePair, Member
 
 STATUSES = ("pending", "dismissed", "merged")
@@ -157,9 +157,8 @@ def _merge_audit(
     now: datetime,
     actor: str,
 ) -> list[dict[str, Any]]:
-    base = {"tenant_id": survivor.tenant_id, "member_id": survivor.id, "source": "local", "actor": actor, "at": now}
-    base |= {"operation": "merge", "operation_id": pair.id}
-    entries = [base | {"field": name, "before": None, "after": state.values[name]} for name in filled]
     merged = {"member_id": loser.id, "email": loser.email, "name": loser.name}
-    entries.append(base | {"field": "merged_member", "before": merged, "after": {"member_id": survivor.id}})
-    return entries
+    filling = [(name, None, state.values[name]) for name in filled]
+    changes = audit_changes([("merged_member", merged, {"member_id": survivor.id}), *filling])
+    entry = {"tenant_id": survivor.tenant_id, "member_id": survivor.id, "source": "local", "actor": actor, "at": now}
+    return [entry | {"operation": "merge", "operation_id": pair.id, "changes": changes}]

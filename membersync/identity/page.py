@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from membersync.identity.matching import Candidate, CandidatePool, MatchDecision, blocking_keys
-from membersync.identity.merge import OpenConflict
+from membersync.identity.merge import Change, OpenConflict
 from membersync.identity.settings import IdentityOptions
 from membersync.identity.state import MemberState
 
@@ -24,7 +24,7 @@ class Target:
 
     state: MemberState
     created: bool
-    changes: list[tuple[str, Any, Any, str]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     conflicts: list[OpenConflict] = field(default_factory=list)
 
 

@@ -204,7 +204,7 @@ def _create(page: Page, index: int, record: NormalisedRecord) -> Target | None:
         return None
     state, result = new_member(record)
     target = Target(state, created=True)
-    target.changes = [(change.field, None, change.after, change.source) for change in result.changes]
+    target.changes = result.changes
     page.targets[id(state)] = target
     page.new_by_email[email] = target
     if record.external_id:
@@ -216,7 +216,7 @@ def _create(page: Page, index: int, record: NormalisedRecord) -> Target | None:
 def _merge(page: Page, index: int, target: Target, record: NormalisedRecord) -> None:
     record = _guard_email(page, target, record)
     result: MergeResult = merge_record(target.state, record, page.options.policies)
-    target.changes += [(change.field, change.before, change.after, change.source) for change in result.changes]
+    target.changes += result.changes
     target.conflicts += result.conflicts
     for kept in result.kept:
         page.note("kept", {"record": index, "field": kept.field, "reason": kept.reason})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.identity import repository
 from membersync.identity.matching import MatchDecision
-from membersync.identity.merge import OpenConflict
+from membersync.identity.merge import Change, OpenConflict
 from membersync.identity.page import Page, Target, name_key
 from membersync.identity.schemas import NormalisedRecord
 from membersync.identity.state import MemberState, column_values
@@ -34,9 +35,9 @@ async def write_page(
     changed = [target for target in page.targets.values() if not target.created and target.state.changed]
     await repository.update_members(session, [updated_row(target.state, now) for target in changed])
     audit = [
-        _audit_row(page, target, change, now, actor, operation, operation_id)
+        _audit_row(page, target, source, changes, now, actor, operation, operation_id)
         for target in page.targets.values()
-        for change in target.changes
+        for source, changes in _changes_by_source(target.changes).items()
     ]
     await repository.insert_audit(session, audit)
     await repository.upsert_conflicts(
@@ -67,22 +68,36 @@ def _new_member_row(page: Page, target: Target, now: datetime) -> dict[str, Any]
     return member_row(target.state, now) | {"tenant_id": page.tenant_id, "created_at": now}
 
 
+def _changes_by_source(changes: list[Change]) -> dict[str, dict[str, list[Any]]]:
+    """A member's changes as audit rows hold them (see `audit_changes`), by the source they came from (a page has
+    one). A page may change a field twice (two records of one person): the row keeps the first value and the last."""
+    by_source: dict[str, dict[str, list[Any]]] = {}
+    for change in changes:
+        fields = by_source.setdefault(change.source, {})
+        earlier = fields.get(change.field)
+        fields[change.field] = [change.before if earlier is None else earlier[0], change.after]
+    return by_source
+
+
+def audit_changes(changes: Iterable[tuple[str, Any, Any]]) -> dict[str, list[Any]]:
+    """(field, before, after) triples as an audit row's `changes` holds them: `{field: [before, after]}`."""
+    return {field: [before, after] for field, before, after in changes}
+
+
 def _audit_row(
     page: Page,
     target: Target,
-    change: tuple[str, Any, Any, str],
+    source: str,
+    changes: dict[str, list[Any]],
     now: datetime,
     actor: str,
     operation: str,
     operation_id: int,
 ) -> dict[str, Any]:
-    name, before, after, source = change
     return {
         "tenant_id": page.tenant_id,
         "member_id": target.state.member_id,
-        "field": name,
-        "before": before,
-        "after": after,
+        "changes": changes,
         "source": source,
         "operation": operation,
         "operation_id": operation_id,

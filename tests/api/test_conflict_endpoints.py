@@ -200,7 +200,7 @@ async def test_accept_incoming_changes_the_member_and_is_audited(
     assert (response.json()["resolution"], response.json()["resolved_value"]) == ("accept_incoming", "ada@new.example")
     assert (await load_member(runtime, member_id)).email == "ada@new.example"
     newest = (await _history(client, acme, member_id))[0]
-    assert (newest["field"], newest["before"], newest["after"]) == ("email", "ada@example.org", "ada@new.example")
+    assert newest["changes"] == [{"field": "email", "before": "ada@example.org", "after": "ada@new.example"}]
     assert (newest["operation"], newest["operation_id"], newest["source"]) == ("resolve", conflict_id, "crm")
     assert newest["actor"] == f"token:{acme.token[:10]}"
 
@@ -234,7 +234,8 @@ async def test_set_value_normalises_the_value_and_is_audited_as_local(
     assert (response.json()["resolution"], response.json()["resolved_value"]) == ("set_value", "new@example.org")
     assert (await load_member(runtime, member_id)).email == "new@example.org"
     newest = (await _history(client, acme, member_id))[0]
-    assert (newest["after"], newest["source"], newest["operation"]) == ("new@example.org", "local", "resolve")
+    assert newest["changes"] == [{"field": "email", "before": "ada@example.org", "after": "new@example.org"}]
+    assert (newest["source"], newest["operation"]) == ("local", "resolve")
 
 
 async def test_set_value_with_a_bad_or_missing_value_is_422_naming_value(

@@ -665,9 +665,10 @@ async def test_an_edit_is_audited_with_its_token_and_a_bad_phone_is_refused(
     response = await client.post("/v1/members", json=edit, headers=acme.headers)
     assert (response.status_code, response.json()["time_zone"]) == (200, "Europe/London")
     history = await client.get(f"/v1/members/{created['id']}/history", headers=acme.headers)
-    latest = {entry["field"]: entry for entry in history.json()["items"]}
-    assert latest["time_zone"]["after"] == "Europe/London"
-    assert (latest["time_zone"]["source"], latest["time_zone"]["actor"]) == ("local", f"token:{acme.token[:10]}")
+    latest = history.json()["items"][0]
+    changed = {change["field"]: change["after"] for change in latest["changes"]}
+    assert changed["time_zone"] == "Europe/London"
+    assert (latest["source"], latest["actor"], latest["operation"]) == ("local", f"token:{acme.token[:10]}", "edit")
     before = await stored_members(runtime)
     refused = await client.post("/v1/members", json={"email": "ada@example.org", "phone": "12"}, headers=acme.headers)
     assert refused.status_code == 422

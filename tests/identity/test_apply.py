@@ -47,8 +47,11 @@ async def test_new_records_create_members_links_and_audit(runtime: Runtime, tena
     assert found is not None
     assert found.entity_id == str(grace.id)
     audit = await _all(runtime, AuditEntry)
-    assert {(entry.member_id, entry.field) for entry in audit} >= {(ada.id, "email"), (grace.id, "given_name")}
-    assert all(entry.before is None and entry.operation_id == result.operation_id for entry in audit)
+    assert [entry.member_id for entry in audit] == [ada.id, grace.id]  # one entry per member the page created
+    fields = {(entry.member_id, field) for entry in audit for field in entry.changes}
+    assert fields >= {(ada.id, "email"), (grace.id, "given_name")}
+    assert all(before is None for entry in audit for before, _ in entry.changes.values())
+    assert {(entry.operation_id, entry.source) for entry in audit} == {(result.operation_id, "crm")}
 
 
 async def test_the_same_page_again_changes_nothing(runtime: Runtime, tenant: Tenant) -> None:
@@ -68,9 +71,11 @@ async def test_a_newer_value_updates_and_is_audited(runtime: Runtime, tenant: Te
     [member] = await _all(runtime, Member)
     assert member.tier == "gold"
     tier_entries = [
-        (entry.before, entry.after) for entry in await _all(runtime, AuditEntry) if entry.field == "membership_tier"
+        entry.changes["membership_tier"]
+        for entry in await _all(runtime, AuditEntry)
+        if "membership_tier" in entry.changes
     ]
-    assert tier_entries == [(None, "silver"), ("silver", "gold")]
+    assert tier_entries == [[None, "silver"], ["silver", "gold"]]
     async with runtime.database.read_sessions() as session:
         operation = await session.get(SyncOperation, older.operation_id)
     assert operation is not None
@@ -78,6 +83,21 @@ async def test_a_newer_value_updates_and_is_audited(runtime: Runtime, tenant: Te
     assert operation.details["kept"] == [
         {"record": 0, "field": "membership_tier", "reason": "older than the current value"}
     ]
+
+
+async def test_a_field_changed_twice_in_a_page_is_audited_once_from_first_to_last(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    await _apply(runtime, tenant, [_record("C-1", email="ada@example.org", membership_tier="silver")])
+    page = [
+        _record("C-1", minutes=5, membership_tier="gold", time_zone="Europe/London"),
+        _record("C-1", minutes=10, membership_tier="platinum"),
+    ]
+    result = await _apply(runtime, tenant, page)
+    assert result.updated == 2
+    newest = (await _all(runtime, AuditEntry))[-1]
+    assert (newest.operation_id, newest.source) == (result.operation_id, "crm")
+    assert newest.changes == {"membership_tier": ["silver", "platinum"], "time_zone": [None, "Europe/London"]}
 
 
 async def test_an_email_change_waits_in_a_conflict_that_newer_values_supersede(

@@ -80,7 +80,7 @@ async def test_the_same_record_again_is_unchanged_without_writing(runtime: Runti
     assert again.member_ids[0] == first.member_ids[1]
     assert again.member_ids[2] == first.member_ids[0]
     assert again.member_ids[1] not in first.member_ids
-    assert await _audit_count(runtime) == audit + 1  # only the new member's email
+    assert await _audit_count(runtime) == audit + 1  # only the new member
     assert (await _fingerprints(runtime))["crm:C-1"] == stored["crm:C-1"]
     async with runtime.database.read_sessions() as session:
         operation = await session.get(SyncOperation, again.operation_id)
