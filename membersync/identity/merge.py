@@ -65,18 +65,19 @@ def merge_record(state: MemberState, record: NormalisedRecord, policies: MergePo
     return result
 
 
-def new_member(record: NormalisedRecord) -> tuple[MemberState, MergeResult]:
-    """The state of a member created from `record`, every value applied."""
+def new_member(record: NormalisedRecord) -> MemberState:
+    """The state of a member created from `record`, every value applied (each one a change)."""
     values: dict[str, Any] = {}
     sources: dict[str, dict[str, Any]] = {}
-    result = MergeResult()
-    stamps: dict[datetime, str] = {}  # a record's fields mostly share one change time: spell it once
+    # A record's fields mostly share one source and change time: they share one provenance entry too, which a
+    # state only ever replaces, never changes in place.
+    stamps: dict[tuple[str, datetime], dict[str, Any]] = {}
     for name in sorted(record.values):
         incoming = record.values[name]
-        at = stamps.get(incoming.changed_at)
-        if at is None:
-            at = stamps[incoming.changed_at] = incoming.changed_at.isoformat()
+        key = (incoming.source, incoming.changed_at)
+        stamp = stamps.get(key)
+        if stamp is None:
+            stamp = stamps[key] = {"source": incoming.source, "at": incoming.changed_at.isoformat()}
         values[name] = incoming.value
-        sources[name] = {"source": incoming.source, "at": at}
-        result.changes.append(Change(name, None, incoming.value, incoming.source))
-    return MemberState(None, values, sources, set(values)), result
+        sources[name] = stamp
+    return MemberState(None, values, sources, set(values))

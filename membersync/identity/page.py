@@ -24,7 +24,7 @@ class Target:
 
     state: MemberState
     created: bool
-    changes: list[Change] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)  # of an existing member: every value of a created one is new
     conflicts: list[OpenConflict] = field(default_factory=list)
 
 
@@ -48,6 +48,7 @@ class Page:
     by_phone: dict[str, list[Candidate]] = field(default_factory=lambda: defaultdict(list))
     by_name_key: dict[str, list[Candidate]] = field(default_factory=lambda: defaultdict(list))
     name_blocks: dict[str, CandidatePool] = field(default_factory=dict)
+    record_name_keys: dict[int, frozenset[str]] = field(default_factory=dict)  # of each unlinked record, by index
 
     def __post_init__(self) -> None:
         for row in self.rows.values():

@@ -80,7 +80,7 @@ async def apply_records(
         todo = [index for index in range(len(records)) if index not in resent]
         normalised = {index: normalize_record(records[index], source, now, options.normalise) for index in todo}
         linked = {external_id: int(link.entity.entity_id) for external_id, link in found.items()}
-        page = await _load(session, tenant_id, source, list(normalised.values()), linked, options)
+        page = await _load(session, tenant_id, source, normalised, linked, options)
         decisions = await _decide_all(session, page, normalised)
     for index, record in normalised.items():
         _apply_one(page, index, record, decisions[index])
@@ -114,7 +114,7 @@ async def _load(
     session: AsyncSession,
     tenant_id: int,
     source: str,
-    records: list[NormalisedRecord],
+    records: dict[int, NormalisedRecord],
     linked: dict[str, int],
     options: IdentityOptions,
 ) -> Page:
@@ -123,19 +123,22 @@ async def _load(
     rows = await repository.targets(
         session,
         tenant_id,
-        ids=sorted({linked[record.external_id] for record in records if record.external_id in linked}),
-        emails=sorted({record.value("email") for record in records if record.value("email")}),
+        ids=sorted({linked[r.external_id] for r in records.values() if r.external_id in linked}),
+        emails=sorted({record.value("email") for record in records.values() if record.value("email")}),
     )
     # A linked record is that member: only unlinked ones need phone and name candidates.
-    unlinked = [] if options.email_only else [r for r in records if (r.external_id or "") not in linked]
+    unlinked = {} if options.email_only else {i: r for i, r in records.items() if (r.external_id or "") not in linked}
+    name_keys = {index: name_keys_of(record.value) for index, record in unlinked.items()}
     match_rows = await repository.match_candidates(
         session,
         tenant_id,
-        phones=sorted({record.value("phone") for record in unlinked if record.value("phone")}),
-        name_keys=sorted({key for record in unlinked for key in name_keys_of(record.value)}),
+        phones=sorted({record.value("phone") for record in unlinked.values() if record.value("phone")}),
+        name_keys=sorted(set().union(*name_keys.values())),
         per_name_key=MAX_NAME_CANDIDATES,
     )
-    return Page(tenant_id, source, options, {row.id: row for row in rows}, linked, match_rows)
+    page = Page(tenant_id, source, options, {row.id: row for row in rows}, linked, match_rows)
+    page.record_name_keys = name_keys
+    return page
 
 
 async def _decide_all(
@@ -143,14 +146,14 @@ async def _decide_all(
 ) -> dict[int, MatchDecision]:
     """Every record's match against the stored members, and the whole rows of members matched by phone or name
     (only their matching columns were loaded)."""
-    decisions = {index: _match(page, record) for index, record in records.items()}
+    decisions = {index: _match(page, index, record) for index, record in records.items()}
     missing = {d.member_id for d in decisions.values() if d.kind in MATCHED and d.member_id not in page.rows}
     for row in await repository.members_by_id(session, sorted(filter(None, missing))):
         page.rows[row.id] = row
     return decisions
 
 
-def _match(page: Page, record: NormalisedRecord) -> MatchDecision:
+def _match(page: Page, index: int, record: NormalisedRecord) -> MatchDecision:
     """Decide with the fewest candidates that can matter: a link or an email match ends the search."""
     thresholds = page.options.thresholds
     linked = page.linked.get(record.external_id or "")
@@ -159,7 +162,7 @@ def _match(page: Page, record: NormalisedRecord) -> MatchDecision:
         by_email = candidate_of(email_row) if email_row is not None else None
         return decide(record, linked=linked, by_email=by_email, by_phone=[], by_name=[], thresholds=thresholds)
     by_phone = page.by_phone.get(record.value("phone") or "", [])
-    pools = [page.name_block(key) for key in sorted(name_keys_of(record.value))]
+    pools = [page.name_block(key) for key in sorted(page.record_name_keys[index])]
     return decide(record, linked=None, by_email=None, by_phone=by_phone, name_pools=pools, thresholds=thresholds)
 
 
@@ -202,9 +205,8 @@ def _create(page: Page, index: int, record: NormalisedRecord) -> Target | None:
         page.outcomes.append("rejected")
         page.note("rejected_records", {"record": index, "external_id": record.external_id, "reason": NO_EMAIL})
         return None
-    state, result = new_member(record)
+    state = new_member(record)
     target = Target(state, created=True)
-    target.changes = result.changes
     page.targets[id(state)] = target
     page.new_by_email[email] = target
     if record.external_id:

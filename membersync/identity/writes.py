@@ -37,7 +37,7 @@ async def write_page(
     audit = [
         _audit_row(page, target, source, changes, now, actor, operation, operation_id)
         for target in page.targets.values()
-        for source, changes in _changes_by_source(target.changes).items()
+        for source, changes in _audited_changes(target).items()
     ]
     await repository.insert_audit(session, audit)
     await repository.upsert_conflicts(
@@ -66,6 +66,16 @@ def updated_row(state: MemberState, now: datetime) -> dict[str, Any]:
 
 def _new_member_row(page: Page, target: Target, now: datetime) -> dict[str, Any]:
     return member_row(target.state, now) | {"tenant_id": page.tenant_id, "created_at": now}
+
+
+def _audited_changes(target: Target) -> dict[str, dict[str, list[Any]]]:
+    """What the page changed in the member, by source: every value of a member it created, else its changes."""
+    if not target.created:
+        return _changes_by_source(target.changes)
+    by_source: dict[str, dict[str, list[Any]]] = {}
+    for name, value in target.state.values.items():
+        by_source.setdefault(target.state.sources[name]["source"], {})[name] = [None, value]
+    return by_source
 
 
 def _changes_by_source(changes: list[Change]) -> dict[str, dict[str, list[Any]]]:

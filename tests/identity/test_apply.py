@@ -100,6 +100,23 @@ async def test_a_field_changed_twice_in_a_page_is_audited_once_from_first_to_las
     assert newest.changes == {"membership_tier": ["silver", "platinum"], "time_zone": [None, "Europe/London"]}
 
 
+async def test_a_member_created_and_changed_in_one_page_is_audited_with_its_values_at_the_end(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    page = [
+        _record("C-1", email="ada@example.org", membership_tier="silver"),
+        _record("C-1", minutes=5, membership_tier="gold", time_zone="Europe/London"),
+    ]
+    result = await _apply(runtime, tenant, page)
+    assert (result.created, result.updated) == (1, 1)
+    [entry] = await _all(runtime, AuditEntry)
+    assert entry.changes == {
+        "email": [None, "ada@example.org"],
+        "membership_tier": [None, "gold"],
+        "time_zone": [None, "Europe/London"],
+    }
+
+
 async def test_an_email_change_waits_in_a_conflict_that_newer_values_supersede(
     runtime: Runtime, tenant: Tenant
 ) -> None:

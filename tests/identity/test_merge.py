@@ -38,7 +38,7 @@ records = st.builds(
 def test_every_incoming_value_is_applied_unchanged_kept_or_in_a_conflict(
     start: NormalisedRecord, incoming: NormalisedRecord, policy: FieldPolicy
 ) -> None:
-    state, _ = new_member(start)
+    state = new_member(start)
     result = merge_record(state, incoming, MergePolicies(default=policy, fields={}))
     accounted = (
         [change.field for change in result.changes]
