@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,27 +49,30 @@ def _record(index: int, minutes: int, tier: str) -> MappedRecord:
 
 def _pages(
     records: int, page: int, minutes: int, changed: set[int], *, redate_all: bool = False
-) -> list[list[MappedRecord]]:
+) -> Iterator[list[MappedRecord]]:
     """Records `changed` get tier gold and a change time `minutes` later; with `redate_all` every record does
-    (a source whose change time moves on every pull), else the rest are sent again exactly as before."""
-    return [
-        [
+    (a source whose change time moves on every pull), else the rest are sent again exactly as before. One page at a
+    time, as a connector hands them over: a whole import held at once would leave tens of thousands of records for
+    the collector's full passes to walk, which no connector does."""
+    for start in range(0, records, page):
+        yield [
             _record(i, minutes if redate_all or i in changed else 0, "gold" if i in changed else "silver")
             for i in range(start, min(start + page, records))
         ]
-        for start in range(0, records, page)
-    ]
 
 
-async def _run(runtime: Runtime, tenant_id: int, pages: list[list[MappedRecord]]) -> tuple[float, dict[str, int]]:
+async def _run(runtime: Runtime, tenant_id: int, pages: Iterator[list[MappedRecord]]) -> tuple[float, dict[str, int]]:
+    """Seconds spent applying and committing the pages (building a page is not timed), and the summed counts."""
     totals: dict[str, int] = {}
-    started = time.perf_counter()
+    seconds = 0.0
     for page in pages:
+        started = time.perf_counter()
         async with runtime.unit_of_work() as session:
             result = await apply_records(session, runtime.tracker, tenant_id, "crm", page, runtime.clock.now())
+        seconds += time.perf_counter() - started
         for name in ("created", "updated", "unchanged", "conflicted", "rejected"):
             totals[name] = totals.get(name, 0) + getattr(result, name)
-    return time.perf_counter() - started, totals
+    return seconds, totals
 
 
 async def _analyze(runtime: Runtime) -> None:
@@ -111,8 +115,9 @@ def render(backend: str, records: int, page: int, results: list[tuple[str, float
         f"\n\n- Aim: over 5,000 records/s -> {verdicts}.\n"
         f"- Method: {records:,} CRM records (made-up names of realistic length) of 9 canonical fields each "
         "(email, names, phone, time zone, status, tier, "
-        f"a consent flag, an attribute), {page:,} per `apply_records` call and transaction; the pages are built "
-        "before the clock starts. Each record is normalised, matched (tracker link, email, phone, name blocks), "
+        f"a consent flag, an attribute), {page:,} per `apply_records` call and transaction; each page is built just "
+        "before it is applied, outside the timed span (the time is that of `apply_records` and the commit). "
+        "Each record is normalised, matched (tracker link, email, phone, name blocks), "
         "merged under the default policies and audited, and its tracker link written with the record's "
         "fingerprint. Round 2 sends every record again as it was: each is recognised by its fingerprint and "
         "skipped. Round 3 changes the tier of a random 10 % with a change time 5 minutes later and sends the "

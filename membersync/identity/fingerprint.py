@@ -25,12 +25,12 @@ def fingerprint_of(record: MappedRecord, options: str) -> str | None:
     body: dict[str, Any] = {
         "values": record.values,
         "external_id": record.external_id,
-        "changed_at": record.changed_at,
+        "changed_at": None if record.changed_at is None else record.changed_at.isoformat(),
         "field_changed_at": record.field_changed_at,
         "options": options,
     }
     try:
-        return _digest(json.dumps(body, sort_keys=True, default=_stable, ensure_ascii=False))
+        return _digest(_ENCODER.encode(body))
     except (TypeError, ValueError):
         return None
 
@@ -44,6 +44,10 @@ def _stable(value: Any) -> Any:
         return sorted(value, key=repr) if isinstance(value, set | frozenset) else list(value)
     # Anything else has no stable text form (a default repr names a memory address): never skipped.
     raise TypeError(f"no stable form for {type(value).__name__}")
+
+
+# One encoder for every record: `json.dumps` with these options builds a new one per call.
+_ENCODER = json.JSONEncoder(sort_keys=True, default=_stable, ensure_ascii=False)
 
 
 def _digest(text: str) -> str:

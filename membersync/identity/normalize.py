@@ -405,7 +405,11 @@ def _require_text(raw: object) -> str:
 
 
 def _clean_text(raw: object) -> str:
-    return " ".join(_require_text(raw).translate(_DROP_CONTROLS).split())
+    text = _require_text(raw)
+    # No control character is printable, so printable text (nearly all of it) has nothing to drop.
+    if not text.isprintable():
+        text = text.translate(_DROP_CONTROLS)
+    return " ".join(text.split())
 
 
 def _address_part(part: str, value: object, max_length: int) -> str:

@@ -4,7 +4,7 @@ it again. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +54,18 @@ def test_a_fingerprint_ignores_key_order_and_follows_values_times_and_settings()
     assert len({fingerprint_of(record, DIGEST) for record in [one, *others]}) == 5
     stricter = options_digest(options_from({"policies": {"fields": {"given_name": "manual"}}}))
     assert fingerprint_of(one, stricter) != fingerprint_of(one, DIGEST)
+
+
+def test_a_fingerprint_is_the_same_text_from_release_to_release() -> None:
+    """A changed digest would make every stored record look new once: any change to it must be deliberate (and
+    bump FINGERPRINT_VERSION)."""
+    record = MappedRecord(
+        values={"email": "Zoë@example.org", "n": 1.5, "t": datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=2)))},
+        external_id="C-1",
+        changed_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        field_changed_at={"email": datetime(2026, 1, 1)},
+    )
+    assert fingerprint_of(record, "opt") == "32f348268726de3c3eb6c97363ddf592"
 
 
 def test_values_without_a_stable_text_form_are_never_fingerprinted() -> None:
