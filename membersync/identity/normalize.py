@@ -67,6 +67,13 @@ _SCRIPT_MIXES = (
 )
 _SCRIPT_ALIASES = {"CJK": "HAN", "IDEOGRAPHIC": "HAN", "KATAKANA-HIRAGANA": "KATAKANA"}
 
+# JSON scalars whose encoding decodes to an equal value of the same type: a copy of one is the value itself.
+_JSON_SCALAR_TYPES = frozenset({str, int, float, bool})
+
+# Every phone check matches a number against a dozen of the metadata's patterns; by default phonenumbers looks each
+# one up in `re`'s own cache, which costs a sixth of the check. The patterns are fixed, so keeping them is bounded.
+phonenumbers.enable_pattern_cache()
+
 _preview_repr = reprlib.Repr()
 _preview_repr.maxlevel = 3
 _preview_repr.maxstring = PREVIEW_LENGTH
@@ -240,14 +247,20 @@ def normalize_attribute(raw: object, options: NormaliseOptions) -> Any:
     """A JSON value (a fresh copy): at most 8 levels of lists and objects, object keys text, no NaN or
     infinity, no control characters in text other than tab and newlines, at most `max_attribute_bytes` as JSON.
     """
-    _check_json_value(raw, options.max_attribute_bytes)
+    scalar = type(raw) in _JSON_SCALAR_TYPES
+    if not scalar:
+        _check_json_value(raw, options.max_attribute_bytes)
+    elif isinstance(raw, str) and len(raw) > options.max_attribute_bytes:  # each character is a byte or more
+        raise FieldRejected(f"larger than {options.max_attribute_bytes} bytes as JSON")
+    else:
+        _check_json_scalar(raw)
     try:
         encoded = json.dumps(raw, ensure_ascii=False, allow_nan=False)
     except ValueError:
         raise FieldRejected(f"larger than {options.max_attribute_bytes} bytes as JSON") from None
     if len(encoded.encode()) > options.max_attribute_bytes:
         raise FieldRejected(f"larger than {options.max_attribute_bytes} bytes as JSON")
-    return json.loads(encoded)
+    return raw if scalar else json.loads(encoded)
 
 
 def split_full_name(full_name: str) -> tuple[str | None, str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import zoneinfo
 from datetime import UTC, datetime, timedelta, timezone
+from http import HTTPStatus
 from typing import Any
 
 import phonenumbers
@@ -309,6 +310,19 @@ def test_attribute_is_a_json_copy() -> None:
     normalised = normalize_attribute(raw, OPTIONS)
     assert normalised == raw
     assert normalised is not raw
+
+
+@pytest.mark.parametrize("raw", ["gold", "", 7, -(2**63), 0.5, True, False])
+def test_scalar_attribute_is_itself(raw: object) -> None:
+    normalised = normalize_attribute(raw, OPTIONS)
+    assert normalised == raw
+    assert type(normalised) is type(raw)
+
+
+def test_attribute_of_an_int_subclass_is_a_plain_int() -> None:
+    normalised = normalize_attribute(HTTPStatus.OK, OPTIONS)
+    assert normalised == 200
+    assert type(normalised) is int
 
 
 def test_attribute_may_nest_eight_levels() -> None:
