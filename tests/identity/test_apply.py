@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
 
 from membersync.errors import InvalidInput
-from membersync.identity import repository
+from membersync.identity import normalize, repository
 from membersync.identity.policy import MergePolicies
 from membersync.identity.settings import IdentityOptions
 from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation, Tenant
@@ -52,6 +53,23 @@ async def test_new_records_create_members_links_and_audit(runtime: Runtime, tena
     assert fields >= {(ada.id, "email"), (grace.id, "given_name")}
     assert all(before is None for entry in audit for before, _ in entry.changes.values())
     assert {(entry.operation_id, entry.source) for entry in audit} == {(result.operation_id, "crm")}
+
+
+async def test_a_page_is_applied_with_the_collector_paused(
+    runtime: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector_was_on: list[bool] = []
+    normalise = normalize.normalize_record
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        collector_was_on.append(gc.isenabled())
+        return normalise(*args, **kwargs)
+
+    monkeypatch.setattr("membersync.identity.service.normalize_record", watched)
+    gc.enable()
+    await _apply(runtime, tenant, [_record("C-1", email="ada@example.org"), _record("C-2", email="bo@example.org")])
+    assert collector_was_on == [False, False]
+    assert gc.isenabled()
 
 
 async def test_the_same_page_again_changes_nothing(runtime: Runtime, tenant: Tenant) -> None:
