@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 # Applying a page of 1,000 records allocates a few hundred thousand short-lived containers. At CPython's default
 # of 700 the youngest generation is collected thousands of times a run, every tenth pass promotes survivors, and
@@ -52,6 +54,8 @@ class _CollectorPause:
 
 
 _PAUSE = _CollectorPause()
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 @contextlib.contextmanager
@@ -70,3 +74,15 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         _PAUSE.leave()
+
+
+def pauses_collector(function: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """`collector_paused` around each call of a coroutine function, ending once the call is over: by then its
+    frame and the objects only it held are gone, so the first collection after the pause does not walk them."""
+
+    @functools.wraps(function)
+    async def paused(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with collector_paused():
+            return await function(*args, **kwargs)
+
+    return paused

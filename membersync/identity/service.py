@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import planned_for_values
 from membersync.errors import InvalidInput
-from membersync.heap import collector_paused
+from membersync.heap import pauses_collector
 from membersync.identity import repository
 from membersync.identity.fingerprint import fingerprint_of, options_digest
 from membersync.identity.matching import MatchDecision, MatchKind, decide
@@ -49,6 +49,7 @@ class ApplyResult:
     member_ids: tuple[int | None, ...]
 
 
+@pauses_collector
 async def apply_records(
     session: AsyncSession,
     tracker: Tracker,
@@ -72,26 +73,25 @@ async def apply_records(
     tracker.registry.check_source(source)
     if options is None:
         options = await tenant_options(session, tenant_id)
-    with collector_paused():
-        external_ids = [normalize_external_id(record.external_id) for record in records]
-        digest = options_digest(options)
-        fingerprints = [fingerprint_of(record, digest) if external_ids[i] else None for i, record in enumerate(records)]
-        async with planned_for_values(session):
-            found = await tracker.find_many_linked(session, tenant_id, filter(None, external_ids), source, "member")
-            resent = _resent(external_ids, fingerprints, found)
-            todo = [index for index in range(len(records)) if index not in resent]
-            normalised = {index: normalize_record(records[index], source, now, options.normalise) for index in todo}
-            linked = {external_id: int(link.entity.entity_id) for external_id, link in found.items()}
-            page = await _load(session, tenant_id, source, normalised, linked, options)
-            decisions = await _decide_all(session, page, normalised)
-        for index, record in normalised.items():
-            _apply_one(page, index, record, decisions[index])
-        recorded = await repository.record_operation(session, tenant_id, source, operation, now)
-        applied = [(record, fingerprints[index]) for index, record in normalised.items()]
-        await write_page(session, tracker, page, applied, now, actor, operation, recorded.id)
-        result = _result(page, recorded.id, list(normalised), resent)
-        recorded.details = {"counts": _counts(result), **page.details}
-        return result
+    external_ids = [normalize_external_id(record.external_id) for record in records]
+    digest = options_digest(options)
+    fingerprints = [fingerprint_of(record, digest) if external_ids[i] else None for i, record in enumerate(records)]
+    async with planned_for_values(session):
+        found = await tracker.find_many_linked(session, tenant_id, filter(None, external_ids), source, "member")
+        resent = _resent(external_ids, fingerprints, found)
+        todo = [index for index in range(len(records)) if index not in resent]
+        normalised = {index: normalize_record(records[index], source, now, options.normalise) for index in todo}
+        linked = {external_id: int(link.entity.entity_id) for external_id, link in found.items()}
+        page = await _load(session, tenant_id, source, normalised, linked, options)
+        decisions = await _decide_all(session, page, normalised)
+    for index, record in normalised.items():
+        _apply_one(page, index, record, decisions[index])
+    recorded = await repository.record_operation(session, tenant_id, source, operation, now)
+    applied = [(record, fingerprints[index]) for index, record in normalised.items()]
+    await write_page(session, tracker, page, applied, now, actor, operation, recorded.id)
+    result = _result(page, recorded.id, list(normalised), resent)
+    recorded.details = {"counts": _counts(result), **page.details}
+    return result
 
 
 def _resent(

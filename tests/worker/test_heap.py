@@ -3,6 +3,7 @@ often."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 import weakref
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from membersync.heap import YOUNGEST_GENERATION_THRESHOLD, collector_paused, settle_startup_heap
+from membersync.heap import YOUNGEST_GENERATION_THRESHOLD, collector_paused, pauses_collector, settle_startup_heap
 
 
 class _Node:
@@ -81,3 +82,13 @@ def test_a_pause_leaves_a_collector_that_was_off_off(collector_on: None) -> None
     with collector_paused():
         pass
     assert not gc.isenabled()
+
+
+def test_a_coroutine_function_that_pauses_the_collector_runs_with_it_off(collector_on: None) -> None:
+    @pauses_collector
+    async def page(size: int) -> tuple[int, bool]:
+        await asyncio.sleep(0)
+        return size, gc.isenabled()
+
+    assert asyncio.run(page(3)) == (3, False)
+    assert gc.isenabled()
