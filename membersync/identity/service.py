@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import planned_for_values
+from membersync.db.overlap import in_flight
 from membersync.errors import InvalidInput
 from membersync.heap import pauses_collector
 from membersync.identity import repository
@@ -75,15 +76,19 @@ async def apply_records(
         options = await tenant_options(session, tenant_id)
     external_ids = [normalize_external_id(record.external_id) for record in records]
     digest = options_digest(options)
-    fingerprints = [fingerprint_of(record, digest) if external_ids[i] else None for i, record in enumerate(records)]
     async with planned_for_values(session):
         found = await tracker.find_many_linked(session, tenant_id, filter(None, external_ids), source, "member")
+        # Only a linked record can have been sent before: the others' fingerprints are made while the page loads.
+        fingerprints = _fingerprints(records, external_ids, digest, lambda external_id: external_id in found)
         resent = _resent(external_ids, fingerprints, found)
         todo = [index for index in range(len(records)) if index not in resent]
         normalised = {index: normalize_record(records[index], source, now, options.normalise) for index in todo}
         linked = {external_id: int(link.entity.entity_id) for external_id, link in found.items()}
-        page = await _load(session, tenant_id, source, normalised, linked, options)
+        async with in_flight(_load(session, tenant_id, source, normalised, linked, options)) as loading:
+            unlinked = _fingerprints(records, external_ids, digest, lambda external_id: external_id not in found)
+            page = await loading
         decisions = await _decide_all(session, page, normalised)
+    fingerprints = [mine or theirs for mine, theirs in zip(fingerprints, unlinked, strict=True)]
     for index, record in normalised.items():
         _apply_one(page, index, record, decisions[index])
     recorded = await repository.record_operation(session, tenant_id, source, operation, now)
@@ -92,6 +97,16 @@ async def apply_records(
     result = _result(page, recorded.id, list(normalised), resent)
     recorded.details = {"counts": _counts(result), **page.details}
     return result
+
+
+def _fingerprints(
+    records: Sequence[MappedRecord], external_ids: list[str | None], digest: str, wanted: Callable[[str], bool]
+) -> list[str | None]:
+    """The fingerprints of the records whose external id is `wanted`, None for the rest."""
+    return [
+        fingerprint_of(record, digest) if external_id and wanted(external_id) else None
+        for record, external_id in zip(records, external_ids, strict=True)
+    ]
 
 
 def _resent(
@@ -122,21 +137,22 @@ async def _load(
 ) -> Page:
     """The members the records are linked to or share an email with, whole, and the columns matching reads of
     those sharing a phone or a name key with a record that is not linked."""
-    rows = await repository.targets(
-        session,
-        tenant_id,
-        ids=sorted({linked[r.external_id] for r in records.values() if r.external_id in linked}),
-        emails=sorted({record.value("email") for record in records.values() if record.value("email")}),
-    )
     # A linked record is that member: only unlinked ones need phone and name candidates.
     unlinked = {} if options.email_only else {i: r for i, r in records.items() if (r.external_id or "") not in linked}
     name_keys = {index: name_keys_of(record.value) for index, record in unlinked.items()}
+    # First, as the longest query: it is the one `apply_records` sends ahead of its own work (`in_flight`).
     match_rows = await repository.match_candidates(
         session,
         tenant_id,
         phones=sorted({record.value("phone") for record in unlinked.values() if record.value("phone")}),
         name_keys=sorted(set().union(*name_keys.values())),
         per_name_key=MAX_NAME_CANDIDATES,
+    )
+    rows = await repository.targets(
+        session,
+        tenant_id,
+        ids=sorted({linked[r.external_id] for r in records.values() if r.external_id in linked}),
+        emails=sorted({record.value("email") for record in records.values() if record.value("email")}),
     )
     page = Page(tenant_id, source, options, {row.id: row for row in rows}, linked, match_rows)
     page.record_name_keys = name_keys
