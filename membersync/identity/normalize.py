@@ -17,6 +17,7 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 import phonenumbers
@@ -247,20 +248,32 @@ def normalize_attribute(raw: object, options: NormaliseOptions) -> Any:
     """A JSON value (a fresh copy): at most 8 levels of lists and objects, object keys text, no NaN or
     infinity, no control characters in text other than tab and newlines, at most `max_attribute_bytes` as JSON.
     """
-    scalar = type(raw) in _JSON_SCALAR_TYPES
-    if not scalar:
-        _check_json_value(raw, options.max_attribute_bytes)
-    elif isinstance(raw, str) and len(raw) > options.max_attribute_bytes:  # each character is a byte or more
-        raise FieldRejected(f"larger than {options.max_attribute_bytes} bytes as JSON")
-    else:
-        _check_json_scalar(raw)
+    if isinstance(raw, str | int | float) and type(raw) in _JSON_SCALAR_TYPES:
+        return _json_scalar(raw, options.max_attribute_bytes)
+    _check_json_value(raw, options.max_attribute_bytes)
     try:
         encoded = json.dumps(raw, ensure_ascii=False, allow_nan=False)
     except ValueError:
         raise FieldRejected(f"larger than {options.max_attribute_bytes} bytes as JSON") from None
     if len(encoded.encode()) > options.max_attribute_bytes:
         raise FieldRejected(f"larger than {options.max_attribute_bytes} bytes as JSON")
-    return raw if scalar else json.loads(encoded)
+    return json.loads(encoded)
+
+
+def _json_scalar(raw: str | int | float | bool, max_bytes: int) -> str | int | float | bool:
+    """A scalar attribute, checked and measured as `normalize_attribute` measures any value, without encoding it
+    with a new JSON encoder (what `json.dumps` with options costs) and decoding it again."""
+    if isinstance(raw, str) and len(raw) > max_bytes:  # each character is a byte or more
+        raise FieldRejected(f"larger than {max_bytes} bytes as JSON")
+    _check_json_scalar(raw)
+    try:
+        # JSON spells a number as Python prints it, and true and false take as many bytes as True and False.
+        encoded = encode_basestring(raw) if isinstance(raw, str) else str(raw)
+    except ValueError:  # an int with more digits than Python will print
+        raise FieldRejected(f"larger than {max_bytes} bytes as JSON") from None
+    if len(encoded.encode()) > max_bytes:
+        raise FieldRejected(f"larger than {max_bytes} bytes as JSON")
+    return raw
 
 
 def split_full_name(full_name: str) -> tuple[str | None, str]:

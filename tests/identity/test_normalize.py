@@ -319,6 +319,16 @@ def test_scalar_attribute_is_itself(raw: object) -> None:
     assert type(normalised) is type(raw)
 
 
+@pytest.mark.parametrize(
+    ("raw", "json_bytes"),
+    [("x" * 100, 102), ("\n" * 50, 102), ('"' * 50, 102), ("\u00e9" * 50, 102), (10**99, 100), (-0.125, 6)],
+)
+def test_a_scalar_attribute_is_measured_as_json(raw: object, json_bytes: int) -> None:
+    assert normalize_attribute(raw, NormaliseOptions(max_attribute_bytes=json_bytes)) == raw
+    with pytest.raises(FieldRejected, match=f"larger than {json_bytes - 1} bytes"):
+        normalize_attribute(raw, NormaliseOptions(max_attribute_bytes=json_bytes - 1))
+
+
 def test_attribute_of_an_int_subclass_is_a_plain_int() -> None:
     normalised = normalize_attribute(HTTPStatus.OK, OPTIONS)
     assert normalised == 200
