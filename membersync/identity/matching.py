@@ -84,7 +84,7 @@ class CandidatePool:
             if profile.email is not None:
                 self._by_email.setdefault(profile.email, []).append(index)
 
-    def similar(self, profile: _Profile, cutoff: float) -> set[int]:
+    def similar(self, profile: Profile, cutoff: float) -> set[int]:
         """Indices of the candidates whose name, in either word order, reaches `cutoff` (percent)."""
         return {
             index
@@ -92,7 +92,7 @@ class CandidatePool:
             for _, _, index in process.extract(query, names, scorer=fuzz.ratio, limit=None, score_cutoff=cutoff)
         }
 
-    def with_email(self, email: str) -> dict[int, _Profile]:
+    def with_email(self, email: str) -> dict[int, Profile]:
         return {self.member_ids[index]: self.profiles[index] for index in self._by_email.get(email, ())}
 
 
@@ -138,7 +138,9 @@ class DuplicatePair:
 
 
 @dataclass(frozen=True)
-class _Profile:
+class Profile:
+    """A person's values as matching compares them (`record_profile`)."""
+
     sorted_name: str
     ordered_name: str
     email: str | None
@@ -166,6 +168,7 @@ def decide(
     by_name: Sequence[Candidate] = (),
     name_pools: Sequence[CandidatePool] = (),
     thresholds: Thresholds = Thresholds(),
+    profile: Profile | None = None,
 ) -> MatchDecision:
     """Decide which existing member `record` is.
 
@@ -175,11 +178,13 @@ def decide(
     and `by_phone`, which needs a second signal (same phone, same postal code, or a similar email local part at
     another domain) to reach `thresholds.auto_merge` and is at most a REVIEW without one. Ties go to the lowest
     member id. `name_pools` are more name candidates, already pooled (a page pools each name block once for all
-    its records); a member may be in several pools and in `by_name`.
+    its records); a member may be in several pools and in `by_name`. `profile` is the record's
+    `record_profile`, when the caller has made it already.
     """
     if linked is not None:
         return MatchDecision(MatchKind.LINKED, linked, 1.0, (_link_reason(record),))
-    profile = _record_profile(record)
+    if profile is None:
+        profile = record_profile(record)
     if profile.email is not None and by_email is not None and _email(by_email.email) == profile.email:
         return MatchDecision(MatchKind.EMAIL, by_email.member_id, 1.0, ("email matches",))
     if not (profile.email or profile.phone or profile.sorted_name):
@@ -272,7 +277,7 @@ def candidate_keys(person: Candidate) -> set[str]:
     )
 
 
-def _blocks(people: list[Candidate], profiles: list[_Profile], window: int) -> list[list[_Block]]:
+def _blocks(people: list[Candidate], profiles: list[Profile], window: int) -> list[list[_Block]]:
     members: dict[str, list[int]] = {}
     for index, (person, profile) in enumerate(zip(people, profiles, strict=True)):
         keys = candidate_keys(person)
@@ -289,7 +294,7 @@ def _blocks(people: list[Candidate], profiles: list[_Profile], window: int) -> l
     return blocks_of
 
 
-def _block(indices: list[int], profiles: list[_Profile], window: int, *, is_email: bool) -> _Block:
+def _block(indices: list[int], profiles: list[Profile], window: int, *, is_email: bool) -> _Block:
     if len(indices) <= window:
         order, position = indices, None
     else:
@@ -300,7 +305,7 @@ def _block(indices: list[int], profiles: list[_Profile], window: int, *, is_emai
     return _Block(order, sorted_names, ordered_names, position, is_email)
 
 
-def _block_hits(first: int, block: _Block, profile: _Profile, cutoff: float, window: int) -> list[int]:
+def _block_hits(first: int, block: _Block, profile: Profile, cutoff: float, window: int) -> list[int]:
     if block.position is None:
         start, stop = bisect_right(block.order, first), len(block.order)
     else:
@@ -318,7 +323,7 @@ def _block_hits(first: int, block: _Block, profile: _Profile, cutoff: float, win
 
 
 def _phone_decision(
-    profile: _Profile, given: str, by_phone: Sequence[Candidate], thresholds: Thresholds
+    profile: Profile, given: str, by_phone: Sequence[Candidate], thresholds: Thresholds
 ) -> tuple[MatchDecision | None, tuple[str, ...]]:
     if profile.phone is None:
         return None, ()
@@ -338,7 +343,7 @@ def _phone_decision(
 
 
 def _fuzzy_decision(
-    profile: _Profile, pools: Sequence[CandidatePool], thresholds: Thresholds, notes: tuple[str, ...]
+    profile: Profile, pools: Sequence[CandidatePool], thresholds: Thresholds, notes: tuple[str, ...]
 ) -> MatchDecision:
     worth = _worth_scoring(profile, pools, thresholds)
     best: tuple[float, int, tuple[str, ...]] | None = None
@@ -357,14 +362,14 @@ def _fuzzy_decision(
     return MatchDecision(MatchKind.NEW, None, 0.0, (*notes, below, *reasons))
 
 
-def _worth_scoring(profile: _Profile, pools: Sequence[CandidatePool], thresholds: Thresholds) -> dict[int, _Profile]:
+def _worth_scoring(profile: Profile, pools: Sequence[CandidatePool], thresholds: Thresholds) -> dict[int, Profile]:
     """The candidates whose score can be the best, by member id: those whose name similarity reaches just below
     review, those with the same email, and, when none reaches it, the most similar name of all.
 
     A candidate below that similarity scores its similarity whatever its second signals, so none of them can
     beat the most similar one; leaving them out is what lets rapidfuzz compare a pool's names in C.
     """
-    worth: dict[int, _Profile] = {}
+    worth: dict[int, Profile] = {}
     if not profile.sorted_name:
         for pool in pools:
             worth.update(zip(pool.member_ids, pool.profiles, strict=True))
@@ -380,7 +385,7 @@ def _worth_scoring(profile: _Profile, pools: Sequence[CandidatePool], thresholds
     return worth
 
 
-def _most_similar(profile: _Profile, pools: Sequence[CandidatePool]) -> dict[int, _Profile]:
+def _most_similar(profile: Profile, pools: Sequence[CandidatePool]) -> dict[int, Profile]:
     """The one candidate with the most similar name (either word order), the lowest member id on a tie."""
     found = [
         (-score, pool.member_ids[index], pool.profiles[index])
@@ -395,7 +400,7 @@ def _most_similar(profile: _Profile, pools: Sequence[CandidatePool]) -> dict[int
     return {member_id: most}
 
 
-def _score(first: _Profile, second: _Profile, thresholds: Thresholds) -> tuple[float, tuple[str, ...]]:
+def _score(first: Profile, second: Profile, thresholds: Thresholds) -> tuple[float, tuple[str, ...]]:
     if first.email is not None and first.email == second.email:
         return 1.0, ("email matches",)
     if not (first.sorted_name and second.sorted_name):
@@ -413,13 +418,13 @@ def _score(first: _Profile, second: _Profile, thresholds: Thresholds) -> tuple[f
     return min(similarity, floor), (*reasons, "no second signal and not a near-identical name")
 
 
-def _name_similarity(first: _Profile, second: _Profile) -> float:
+def _name_similarity(first: Profile, second: Profile) -> float:
     sorted_ratio = fuzz.ratio(first.sorted_name, second.sorted_name)
     ordered_ratio = fuzz.ratio(first.ordered_name, second.ordered_name)
     return max(sorted_ratio, ordered_ratio) / 100.0
 
 
-def _second_signals(first: _Profile, second: _Profile) -> list[str]:
+def _second_signals(first: Profile, second: Profile) -> list[str]:
     signals: list[str] = []
     if first.phone is not None and first.phone == second.phone:
         signals.append("phone matches")
@@ -431,7 +436,7 @@ def _second_signals(first: _Profile, second: _Profile) -> list[str]:
     return signals
 
 
-def _email_signal(first: _Profile, second: _Profile) -> str | None:
+def _email_signal(first: Profile, second: Profile) -> str | None:
     if not (first.email_local and second.email_local):
         return None
     if first.email_domain == second.email_domain:
@@ -442,7 +447,7 @@ def _email_signal(first: _Profile, second: _Profile) -> str | None:
     return None
 
 
-def _record_profile(record: NormalisedRecord) -> _Profile:
+def record_profile(record: NormalisedRecord) -> Profile:
     address = record.value("address")
     postal = address.get("postal_code") if isinstance(address, dict) else None
     return _profile(
@@ -457,7 +462,7 @@ def _record_profile(record: NormalisedRecord) -> _Profile:
 
 # Members come back as candidates page after page; their profiles are worth keeping.
 @functools.lru_cache(maxsize=100_000)
-def _candidate_profile(candidate: Candidate) -> _Profile:
+def _candidate_profile(candidate: Candidate) -> Profile:
     return _profile(
         candidate.given_name,
         candidate.family_name,
@@ -468,7 +473,7 @@ def _candidate_profile(candidate: Candidate) -> _Profile:
     )
 
 
-def _profile(given: object, family: object, full: object, email: object, phone: object, postal: object) -> _Profile:
+def _profile(given: object, family: object, full: object, email: object, phone: object, postal: object) -> Profile:
     given_text, family_text, full_text = _text(given), _text(family), _text(full)
     if given_text and family_text:
         name = f"{given_text} {family_text}"
@@ -479,9 +484,7 @@ def _profile(given: object, family: object, full: object, email: object, phone: 
         name = given_text or family_text or ""
     ordered, email_text = _fold(name), _email(email)
     local, domain = _email_parts(email_text)
-    return _Profile(
-        " ".join(sorted(ordered.split())), ordered, email_text, local, domain, _text(phone), _postal(postal)
-    )
+    return Profile(" ".join(sorted(ordered.split())), ordered, email_text, local, domain, _text(phone), _postal(postal))
 
 
 def _name_variants(given: object, family: object, full: object) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from membersync.identity.matching import Candidate, CandidatePool, MatchDecision, blocking_keys
+from membersync.identity.matching import Candidate, CandidatePool, MatchDecision, Profile, blocking_keys
 from membersync.identity.merge import Change, OpenConflict
 from membersync.identity.settings import IdentityOptions
 from membersync.identity.state import MemberState
@@ -49,6 +49,7 @@ class Page:
     by_name_key: dict[str, list[Candidate]] = field(default_factory=lambda: defaultdict(list))
     name_blocks: dict[str, CandidatePool] = field(default_factory=dict)
     record_name_keys: dict[int, frozenset[str]] = field(default_factory=dict)  # of each unlinked record, by index
+    record_profiles: dict[int, Profile] = field(default_factory=dict)  # of each unlinked record, by index
 
     def __post_init__(self) -> None:
         for row in self.rows.values():

@@ -15,7 +15,7 @@ from membersync.errors import InvalidInput
 from membersync.heap import pauses_collector
 from membersync.identity import repository
 from membersync.identity.fingerprint import fingerprint_of, options_digest
-from membersync.identity.matching import MatchDecision, MatchKind, decide
+from membersync.identity.matching import MatchDecision, MatchKind, decide, record_profile
 from membersync.identity.merge import MergeResult, OpenConflict, merge_record, new_member
 from membersync.identity.normalize import normalize_external_id, normalize_record
 from membersync.identity.page import Page, Target, candidate_of, name_keys_of
@@ -86,7 +86,9 @@ async def apply_records(
         linked = {external_id: int(link.entity.entity_id) for external_id, link in found.items()}
         async with in_flight(_load(session, tenant_id, source, normalised, linked, options)) as loading:
             unlinked = _fingerprints(records, external_ids, digest, lambda external_id: external_id not in found)
+            profiles = {i: record_profile(r) for i, r in normalised.items() if (r.external_id or "") not in linked}
             page = await loading
+        page.record_profiles = profiles
         decisions = await _decide_all(session, page, normalised)
     fingerprints = [mine or theirs for mine, theirs in zip(fingerprints, unlinked, strict=True)]
     for index, record in normalised.items():
@@ -176,12 +178,17 @@ def _match(page: Page, index: int, record: NormalisedRecord) -> MatchDecision:
     thresholds = page.options.thresholds
     linked = page.linked.get(record.external_id or "")
     email_row = page.by_email.get(record.value("email") or "")
+    profile = page.record_profiles.get(index)
     if linked is not None or email_row is not None or page.options.email_only:
         by_email = candidate_of(email_row) if email_row is not None else None
-        return decide(record, linked=linked, by_email=by_email, by_phone=[], by_name=[], thresholds=thresholds)
+        return decide(
+            record, linked=linked, by_email=by_email, by_phone=[], by_name=[], thresholds=thresholds, profile=profile
+        )
     by_phone = page.by_phone.get(record.value("phone") or "", [])
     pools = [page.name_block(key) for key in sorted(page.record_name_keys[index])]
-    return decide(record, linked=None, by_email=None, by_phone=by_phone, name_pools=pools, thresholds=thresholds)
+    return decide(
+        record, linked=None, by_email=None, by_phone=by_phone, name_pools=pools, thresholds=thresholds, profile=profile
+    )
 
 
 def _apply_one(page: Page, index: int, record: NormalisedRecord, decision: MatchDecision) -> None:

@@ -25,6 +25,7 @@ from membersync.identity.matching import (
     decide,
     find_duplicates,
     fold_unicode,
+    record_profile,
     score_pair,
 )
 from membersync.identity.schemas import FieldValue, NormalisedRecord
@@ -104,6 +105,14 @@ def test_email_is_compared_case_insensitively() -> None:
     decision = run(ADA, by_email=member(3, email="Ada@Example.org"))
 
     assert (decision.kind, decision.member_id) == (MatchKind.EMAIL, 3)
+
+
+def test_a_profile_made_beforehand_is_the_one_compared() -> None:
+    grace = record(email="grace@example.org", given_name="Grace", family_name="Hopper")
+    twin = member(3, email="grace@example.org")
+
+    assert decide(ADA, linked=None, by_email=twin, by_phone=[], profile=record_profile(grace)).kind is MatchKind.EMAIL
+    assert decide(ADA, linked=None, by_email=twin, by_phone=[], profile=record_profile(ADA)).kind is MatchKind.NEW
 
 
 def test_a_by_email_candidate_with_another_email_is_not_an_email_match() -> None:
