@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CompoundSelect, String, and_, bindparam, or_, select, union, union_all, update
+from sqlalchemy import CompoundSelect, String, and_, bindparam, or_, select, text, union, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
@@ -125,16 +125,43 @@ async def insert_members(session: AsyncSession, tenant_id: int, rows: list[dict[
     return {email: member_id for email, member_id in await session.execute(reading)}
 
 
+async def reserve_member_ids(session: AsyncSession, count: int) -> list[int] | None:
+    """`count` new member ids, ascending, drawn from the id sequence on PostgreSQL, so a page's audit rows and links
+    can be built while its members are inserted; None on SQLite, which has no sequence to draw from."""
+    if dialect_of(session) != "postgresql":
+        return None
+    if count == 0:
+        return []
+    drawn = await session.scalars(_RESERVE_MEMBER_IDS, {"count": count})
+    return sorted(drawn)
+
+
+_RESERVE_MEMBER_IDS = text("SELECT nextval(pg_get_serial_sequence('members', 'id')) FROM generate_series(1, :count)")
+
+
+async def insert_numbered_members(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert new members whose ids the rows already hold (`reserve_member_ids`)."""
+    if rows:
+        statement, parameters = insert_many(dialect_of(session), Member, rows)
+        await session.execute(statement, parameters or None)
+
+
 async def update_members(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Write the changed members (each row: `id` and the columns), an ORM bulk update by primary key."""
     if rows:
         await session.execute(update(Member), rows)
 
 
+def audit_insert(session: AsyncSession, rows: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]] | None]:
+    """The insert of audit rows, statement and parameters, built apart from running it: building is most of its
+    cost on the client, and `write_page` does it while the members insert runs."""
+    statement, parameters = insert_many(dialect_of(session), AuditEntry, rows)
+    return statement, parameters or None
+
+
 async def insert_audit(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        statement, parameters = insert_many(dialect_of(session), AuditEntry, rows)
-        await session.execute(statement, parameters or None)
+        await session.execute(*audit_insert(session, rows))
 
 
 async def upsert_conflicts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -8,14 +8,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from membersync.db.overlap import in_flight
 from membersync.identity import repository
 from membersync.identity.matching import MatchDecision
 from membersync.identity.merge import Change, OpenConflict
 from membersync.identity.page import Page, Target, name_key
 from membersync.identity.schemas import NormalisedRecord
 from membersync.identity.state import MemberState, column_values
+from membersync.tracker.bulk import SyncedLink, synced_rows, write_synced
 from membersync.tracker.entities import EntityRef
-from membersync.tracker.service import SyncedLink, Tracker
+from membersync.tracker.service import Tracker
 
 
 async def write_page(
@@ -28,18 +30,17 @@ async def write_page(
     operation: str,
     operation_id: int,
 ) -> None:
-    created = [target for target in page.targets.values() if target.created]
-    ids = await repository.insert_members(session, page.tenant_id, [_new_member_row(page, t, now) for t in created])
-    for target in created:
-        target.state.member_id = ids[target.state.values["email"]]
+    """Where the database can number the new members ahead (PostgreSQL), each statement runs while the rows of the
+    next are built: the members insert while the audit rows are, the audit insert while the links are."""
+    numbered = await _number_created(session, page, now)
+    async with in_flight(repository.insert_numbered_members(session, numbered)) as members_written:
+        audit = _audit_insert(session, page, now, actor, operation, operation_id)
+        await members_written
     changed = [target for target in page.targets.values() if not target.created and target.state.changed]
     await repository.update_members(session, [updated_row(target.state, now) for target in changed])
-    audit = [
-        _audit_row(page, target, source, changes, now, actor, operation, operation_id)
-        for target in page.targets.values()
-        for source, changes in _audited_changes(target).items()
-    ]
-    await repository.insert_audit(session, audit)
+    async with in_flight(session.execute(*audit) if audit else _nothing()) as audited:
+        links = _link_rows(tracker, page, records, now)
+        await audited
     await repository.upsert_conflicts(
         session,
         [
@@ -51,7 +52,24 @@ async def write_page(
     await repository.insert_duplicate_pairs(
         session, [_pair_row(page, target, other, decision, now) for target, other, decision in page.duplicates]
     )
-    await _link(session, tracker, page, records, now)
+    if links:
+        await write_synced(session, page.source, links, replace_metadata=False)
+
+
+async def _number_created(session: AsyncSession, page: Page, now: datetime) -> list[dict[str, Any]]:
+    """Give each member the page creates its id. Where the database numbers them ahead (PostgreSQL), their rows
+    come back, ids in, for the caller to insert; elsewhere the insert itself returns the ids, and nothing does."""
+    created = [target for target in page.targets.values() if target.created]
+    rows = [_new_member_row(page, target, now) for target in created]
+    reserved = await repository.reserve_member_ids(session, len(rows))
+    if reserved is None:
+        ids = await repository.insert_members(session, page.tenant_id, rows)
+        for target in created:
+            target.state.member_id = ids[target.state.values["email"]]
+        return []
+    for target, row, member_id in zip(created, rows, reserved, strict=True):
+        target.state.member_id = row["id"] = member_id
+    return rows
 
 
 def member_row(state: MemberState, now: datetime) -> dict[str, Any]:
@@ -66,6 +84,22 @@ def updated_row(state: MemberState, now: datetime) -> dict[str, Any]:
 
 def _new_member_row(page: Page, target: Target, now: datetime) -> dict[str, Any]:
     return member_row(target.state, now) | {"tenant_id": page.tenant_id, "created_at": now}
+
+
+def _audit_insert(
+    session: AsyncSession, page: Page, now: datetime, actor: str, operation: str, operation_id: int
+) -> tuple[Any, ...] | None:
+    """The audit insert (statement and parameters) for every change the page made, None when it made none."""
+    rows = [
+        _audit_row(page, target, source, changes, now, actor, operation, operation_id)
+        for target in page.targets.values()
+        for source, changes in _audited_changes(target).items()
+    ]
+    return repository.audit_insert(session, rows) if rows else None
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _audited_changes(target: Target) -> dict[str, dict[str, list[Any]]]:
@@ -147,21 +181,16 @@ def _pair_row(page: Page, target: Target, other: int, decision: MatchDecision, n
     }
 
 
-async def _link(
-    session: AsyncSession,
-    tracker: Tracker,
-    page: Page,
-    records: list[tuple[NormalisedRecord, str | None]],
-    now: datetime,
-) -> None:
-    """Each record's external id becomes its member's link, with the record's fingerprint."""
+def _link_rows(
+    tracker: Tracker, page: Page, records: list[tuple[NormalisedRecord, str | None]], now: datetime
+) -> list[dict[str, Any]]:
+    """Each record's external id as its member's link row, with the record's fingerprint."""
     links = [
         SyncedLink(_ref(page, target), record.external_id, None, record.changed_at, fingerprint)
         for (record, fingerprint), target in zip(records, page.record_targets, strict=True)
         if target is not None and record.external_id
     ]
-    if links:
-        await tracker.mark_synced_many(session, page.source, links, now)
+    return synced_rows(tracker.registry, page.source, links, now) if links else []
 
 
 def _ref(page: Page, target: Target) -> EntityRef:

@@ -14,6 +14,7 @@ from membersync.identity.policy import MergePolicies
 from membersync.identity.settings import IdentityOptions
 from membersync.models import AuditEntry, Conflict, DuplicatePair, Member, SyncOperation, Tenant
 from membersync.runtime import Runtime
+from membersync.tracker.rules import ExternalIdTaken
 from tests.factories import apply_page as _apply
 from tests.factories import make_tenant
 from tests.factories import mapped_record as _record
@@ -70,6 +71,37 @@ async def test_a_page_is_applied_with_the_collector_paused(
     await _apply(runtime, tenant, [_record("C-1", email="ada@example.org"), _record("C-2", email="bo@example.org")])
     assert collector_was_on == [False, False]
     assert gc.isenabled()
+
+
+async def test_new_members_take_ids_drawn_ahead_on_postgresql_and_from_the_insert_on_sqlite(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    async with runtime.unit_of_work() as session:
+        reserved = await repository.reserve_member_ids(session, 3)
+    result = await _apply(runtime, tenant, [_record("C-1", email="ada@example.org"), _record("C-2", email="bo@x.org")])
+    members = await _all(runtime, Member)
+    assert result.member_ids == tuple(member.id for member in members)
+    if runtime.database.engine.dialect.name == "postgresql":
+        assert reserved is not None
+        assert reserved == sorted(set(reserved))
+        assert min(result.member_ids) > max(reserved)  # drawn again, never reused
+    else:
+        assert reserved is None
+
+
+async def test_a_page_whose_links_fail_while_its_audit_insert_runs_stores_nothing(
+    runtime: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ExternalIdTaken("C-1 is another member's")
+
+    monkeypatch.setattr("membersync.identity.writes.synced_rows", refuse)
+    with pytest.raises(ExternalIdTaken, match="another member's"):
+        await _apply(runtime, tenant, [_record("C-1", email="ada@example.org")])
+    assert await _all(runtime, Member) == []
+    assert await _all(runtime, AuditEntry) == []
+    monkeypatch.undo()
+    assert (await _apply(runtime, tenant, [_record("C-1", email="ada@example.org")])).created == 1
 
 
 async def test_the_same_page_again_changes_nothing(runtime: Runtime, tenant: Tenant) -> None:
