@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import create_engine, text
 
-from membersync.db.engine import open_database
+from membersync.db.engine import dialect_of, open_database
 from membersync.db.overlap import in_flight
 from membersync.db.urls import sync_url
 from membersync.runtime import Runtime
@@ -17,7 +17,7 @@ LOCK_KEY = 730_517
 
 
 async def test_the_result_of_work_in_flight_is_awaited_inside(runtime: Runtime) -> None:
-    async with runtime.unit_of_work() as session, in_flight(session.scalar(text("SELECT 40 + 2"))) as answer:
+    async with runtime.unit_of_work() as session, in_flight(session, session.scalar(text("SELECT 40 + 2"))) as answer:
         own_work = sum(range(10))
         assert await answer == 42
     assert own_work == 45
@@ -35,7 +35,7 @@ async def test_the_statement_reaches_the_server_before_the_callers_own_work() ->
             async with database.sessions() as session:
                 await session.execute(text("SELECT 1"))  # connected, as a page's session is by then
                 waiting = session.execute(text("SELECT pg_advisory_lock(:key)"), {"key": LOCK_KEY})
-                async with in_flight(waiting) as locked:
+                async with in_flight(session, waiting) as locked:
                     blocked = holder.scalar(
                         text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
                     )
@@ -48,7 +48,7 @@ async def test_the_statement_reaches_the_server_before_the_callers_own_work() ->
         await database.engine.dispose()
 
 
-async def test_an_error_in_the_callers_work_waits_for_the_work_in_flight() -> None:
+async def test_an_error_in_the_callers_work_waits_for_the_work_in_flight(runtime: Runtime) -> None:
     steps: list[str] = []
 
     async def work() -> None:
@@ -56,17 +56,32 @@ async def test_an_error_in_the_callers_work_waits_for_the_work_in_flight() -> No
             await asyncio.sleep(0)
             steps.append(step)
 
-    with pytest.raises(RuntimeError, match="own work failed"):
-        async with in_flight(work()):
-            raise RuntimeError("own work failed")
+    async with runtime.unit_of_work() as session:
+        with pytest.raises(RuntimeError, match="own work failed"):
+            async with in_flight(session, work()):
+                raise RuntimeError("own work failed")
     assert steps == ["sent", "answered"]
 
 
-async def test_an_error_of_the_work_in_flight_reaches_the_caller() -> None:
+async def test_an_error_of_the_work_in_flight_reaches_the_caller(runtime: Runtime) -> None:
     async def failing() -> None:
         await asyncio.sleep(0)
         raise ValueError("refused")
 
-    with pytest.raises(ValueError, match="refused"):
-        async with in_flight(failing()) as outcome:
-            await outcome
+    async with runtime.unit_of_work() as session:
+        with pytest.raises(ValueError, match="refused"):
+            async with in_flight(session, failing()) as outcome:
+                await outcome
+
+
+async def test_on_sqlite_the_work_is_done_before_the_callers_own(runtime: Runtime) -> None:
+    steps: list[str] = []
+
+    async def work() -> None:
+        await asyncio.sleep(0)
+        steps.append("answered")
+
+    async with runtime.unit_of_work() as session, in_flight(session, work()):
+        steps.append("own work")
+    expected = ["own work", "answered"] if dialect_of(session) == "postgresql" else ["answered", "own work"]
+    assert steps == expected

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CompoundSelect, String, and_, bindparam, or_, select, text, union, union_all, update
+from sqlalchemy import CompoundSelect, String, and_, bindparam, func, or_, select, text, union, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
@@ -108,35 +108,23 @@ async def identity_settings(session: AsyncSession, tenant_id: int) -> dict[str, 
     return await session.scalar(select(Tenant.identity_settings).where(Tenant.id == tenant_id))
 
 
-async def insert_members(session: AsyncSession, tenant_id: int, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert new members; their ids by email (unique per tenant), returned by the insert itself when the rows go
-    as one statement, else read back in one query."""
-    if not rows:
-        return {}
-    inserting, parameters = insert_many(dialect_of(session), Member, rows)
-    if not parameters:
-        returned = await session.execute(inserting.returning(Member.email, Member.id))
-        return {email: member_id for email, member_id in returned}
-    await session.execute(inserting, parameters)
-    emails = [row["email"] for row in rows]
-    reading = select(Member.email, Member.id).where(
-        Member.tenant_id == tenant_id, in_values(dialect_of(session), Member.email, emails)
-    )
-    return {email: member_id for email, member_id in await session.execute(reading)}
+async def reserve_member_ids(session: AsyncSession, count: int) -> list[int]:
+    """`count` new member ids, ascending, given before the members are inserted, so a page's audit rows and links
+    can be built while its members are.
 
-
-async def reserve_member_ids(session: AsyncSession, count: int) -> list[int] | None:
-    """`count` new member ids, ascending, drawn from the id sequence on PostgreSQL, so a page's audit rows and links
-    can be built while its members are inserted; None on SQLite, which has no sequence to draw from."""
-    if dialect_of(session) != "postgresql":
-        return None
+    PostgreSQL draws them from the id sequence. SQLite has no sequence, and numbers a new row one past the highest
+    id; a write transaction there holds the database's write lock from its BEGIN IMMEDIATE (`db.engine`), so no
+    other writer can insert a member before this one commits, and these are the ids SQLite would have given.
+    """
     if count == 0:
         return []
-    drawn = await session.scalars(_RESERVE_MEMBER_IDS, {"count": count})
-    return sorted(drawn)
+    if dialect_of(session) == "postgresql":
+        return sorted(await session.scalars(_DRAW_MEMBER_IDS, {"count": count}))
+    highest = await session.scalar(select(func.max(Member.id))) or 0
+    return list(range(highest + 1, highest + 1 + count))
 
 
-_RESERVE_MEMBER_IDS = text("SELECT nextval(pg_get_serial_sequence('members', 'id')) FROM generate_series(1, :count)")
+_DRAW_MEMBER_IDS = text("SELECT nextval(pg_get_serial_sequence('members', 'id')) FROM generate_series(1, :count)")
 
 
 async def insert_numbered_members(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

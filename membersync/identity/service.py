@@ -84,7 +84,7 @@ async def apply_records(
         todo = [index for index in range(len(records)) if index not in resent]
         normalised = {index: normalize_record(records[index], source, now, options.normalise) for index in todo}
         linked = {external_id: int(link.entity.entity_id) for external_id, link in found.items()}
-        async with in_flight(_load(session, tenant_id, source, normalised, linked, options)) as loading:
+        async with in_flight(session, _load(session, tenant_id, source, normalised, linked, options)) as loading:
             unlinked = _fingerprints(records, external_ids, digest, lambda external_id: external_id not in found)
             profiles = {i: record_profile(r) for i, r in normalised.items() if (r.external_id or "") not in linked}
             page = await loading

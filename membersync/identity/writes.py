@@ -30,15 +30,15 @@ async def write_page(
     operation: str,
     operation_id: int,
 ) -> None:
-    """Where the database can number the new members ahead (PostgreSQL), each statement runs while the rows of the
-    next are built: the members insert while the audit rows are, the audit insert while the links are."""
+    """Each statement runs while the rows of the next are built: the members insert while the audit rows are, the
+    audit insert while the link rows are (new members are numbered before they are inserted)."""
     numbered = await _number_created(session, page, now)
-    async with in_flight(repository.insert_numbered_members(session, numbered)) as members_written:
+    async with in_flight(session, repository.insert_numbered_members(session, numbered)) as members_written:
         audit = _audit_insert(session, page, now, actor, operation, operation_id)
         await members_written
     changed = [target for target in page.targets.values() if not target.created and target.state.changed]
     await repository.update_members(session, [updated_row(target.state, now) for target in changed])
-    async with in_flight(session.execute(*audit) if audit else _nothing()) as audited:
+    async with in_flight(session, session.execute(*audit) if audit else _nothing()) as audited:
         links = _link_rows(tracker, page, records, now)
         await audited
     await repository.upsert_conflicts(
@@ -57,16 +57,10 @@ async def write_page(
 
 
 async def _number_created(session: AsyncSession, page: Page, now: datetime) -> list[dict[str, Any]]:
-    """Give each member the page creates its id. Where the database numbers them ahead (PostgreSQL), their rows
-    come back, ids in, for the caller to insert; elsewhere the insert itself returns the ids, and nothing does."""
+    """Give each member the page creates its id (`repository.reserve_member_ids`); their rows, ids in."""
     created = [target for target in page.targets.values() if target.created]
     rows = [_new_member_row(page, target, now) for target in created]
     reserved = await repository.reserve_member_ids(session, len(rows))
-    if reserved is None:
-        ids = await repository.insert_members(session, page.tenant_id, rows)
-        for target in created:
-            target.state.member_id = ids[target.state.values["email"]]
-        return []
     for target, row, member_id in zip(created, rows, reserved, strict=True):
         target.state.member_id = row["id"] = member_id
     return rows
