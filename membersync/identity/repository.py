@@ -7,7 +7,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CompoundSelect, String, and_, bindparam, func, or_, select, text, union, union_all, update
+from sqlalchemy import (
+    CompoundSelect,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    union,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membersync.db.engine import dialect_of
@@ -175,18 +188,23 @@ async def insert_duplicate_pairs(session: AsyncSession, rows: list[dict[str, Any
 
 
 async def record_operation(
-    session: AsyncSession, tenant_id: int, source: str, kind: str, now: datetime
-) -> SyncOperation:
-    """The operation a page of records is applied under; its details are filled in when the page is done."""
-    operation = SyncOperation(
-        tenant_id=tenant_id,
-        member_id=None,
-        provider=source,
-        kind=kind,
-        status="succeeded",
-        started_at=now,
-        finished_at=now,
+    session: AsyncSession, tenant_id: int, source: str, kind: str, now: datetime, details: dict[str, Any]
+) -> int:
+    """Record the operation a page of records is applied under, with what it did; its id. Inserted with its details
+    once the page is decided, before the page's writes, which name it: one statement, not an insert and an update."""
+    recording = (
+        insert(SyncOperation)
+        .values(
+            tenant_id=tenant_id,
+            member_id=None,
+            provider=source,
+            kind=kind,
+            status="succeeded",
+            started_at=now,
+            finished_at=now,
+            details=details,
+        )
+        .returning(SyncOperation.id)
     )
-    session.add(operation)
-    await session.flush()
-    return operation
+    operation_id: int = (await session.execute(recording)).scalar_one()
+    return operation_id

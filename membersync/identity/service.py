@@ -93,12 +93,12 @@ async def apply_records(
     fingerprints = [mine or theirs for mine, theirs in zip(fingerprints, unlinked, strict=True)]
     for index, record in normalised.items():
         _apply_one(page, index, record, decisions[index])
-    recorded = await repository.record_operation(session, tenant_id, source, operation, now)
+    counts = _counts(page, resent)
+    details = {"counts": counts, **page.details}
+    operation_id = await repository.record_operation(session, tenant_id, source, operation, now, details)
     applied = [(record, fingerprints[index]) for index, record in normalised.items()]
-    await write_page(session, tracker, page, applied, now, actor, operation, recorded.id)
-    result = _result(page, recorded.id, list(normalised), resent)
-    recorded.details = {"counts": _counts(result), **page.details}
-    return result
+    await write_page(session, tracker, page, applied, now, actor, operation, operation_id)
+    return _result(page, operation_id, list(normalised), resent, counts)
 
 
 def _fingerprints(
@@ -279,22 +279,20 @@ def _decision_entry(index: int, record: NormalisedRecord, decision: MatchDecisio
     }
 
 
-def _counts(result: ApplyResult) -> dict[str, int]:
-    names = ("created", "updated", "unchanged", "conflicted", "rejected", "possible_duplicates", "rejected_fields")
-    return {name: getattr(result, name) for name in names}
-
-
-def _result(page: Page, operation_id: int, applied: list[int], resent: dict[int, int]) -> ApplyResult:
-    """Counts over every record of the page; `member_ids` in the order the records were given."""
+def _counts(page: Page, resent: dict[int, int]) -> dict[str, int]:
+    """How many records of the page went which way, and what else the page found."""
     counts = {kind: page.outcomes.count(kind) for kind in ("created", "updated", "unchanged", "conflicted", "rejected")}
     counts["unchanged"] += len(resent)
+    return counts | {"possible_duplicates": len(page.duplicates), "rejected_fields": page.rejected_fields}
+
+
+def _result(
+    page: Page, operation_id: int, applied: list[int], resent: dict[int, int], counts: dict[str, int]
+) -> ApplyResult:
+    """`member_ids` in the order the records were given."""
     member_ids: dict[int, int | None] = dict(resent)
     for index, target in zip(applied, page.record_targets, strict=True):
         member_ids[index] = None if target is None else target.state.member_id
     return ApplyResult(
-        operation_id=operation_id,
-        possible_duplicates=len(page.duplicates),
-        rejected_fields=page.rejected_fields,
-        member_ids=tuple(member_ids[index] for index in range(len(member_ids))),
-        **counts,
+        operation_id=operation_id, member_ids=tuple(member_ids[index] for index in range(len(member_ids))), **counts
     )
