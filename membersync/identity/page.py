@@ -50,6 +50,7 @@ class Page:
     name_blocks: dict[str, CandidatePool] = field(default_factory=dict)
     record_name_keys: dict[int, frozenset[str]] = field(default_factory=dict)  # of each unlinked record, by index
     record_profiles: dict[int, Profile] = field(default_factory=dict)  # of each unlinked record, by index
+    reserved_ids: list[int] = field(default_factory=list)  # for the members the page creates
 
     def __post_init__(self) -> None:
         for row in self.rows.values():

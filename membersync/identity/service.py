@@ -91,8 +91,12 @@ async def apply_records(
         page.record_profiles = profiles
         decisions = await _decide_all(session, page, normalised)
     fingerprints = [mine or theirs for mine, theirs in zip(fingerprints, unlinked, strict=True)]
-    for index, record in normalised.items():
-        _apply_one(page, index, record, decisions[index])
+    # At most the unmatched records create a member: their ids are drawn while the records are merged.
+    creating = sum(decision.kind not in MATCHED for decision in decisions.values())
+    async with in_flight(session, repository.reserve_member_ids(session, creating)) as reserving:
+        for index, record in normalised.items():
+            _apply_one(page, index, record, decisions[index])
+        page.reserved_ids = await reserving
     counts = _counts(page, resent)
     details = {"counts": counts, **page.details}
     operation_id = await repository.record_operation(session, tenant_id, source, operation, now, details)

@@ -57,11 +57,14 @@ async def write_page(
 
 
 async def _number_created(session: AsyncSession, page: Page, now: datetime) -> list[dict[str, Any]]:
-    """Give each member the page creates its id (`repository.reserve_member_ids`); their rows, ids in."""
+    """Give each member the page creates one of the ids reserved for the page (`repository.reserve_member_ids`);
+    their rows, ids in."""
     created = [target for target in page.targets.values() if target.created]
     rows = [_new_member_row(page, target, now) for target in created]
-    reserved = await repository.reserve_member_ids(session, len(rows))
-    for target, row, member_id in zip(created, rows, reserved, strict=True):
+    reserved = page.reserved_ids
+    if len(reserved) < len(rows):  # a member matched earlier in the page was gone when it was read
+        reserved = await repository.reserve_member_ids(session, len(rows))
+    for target, row, member_id in zip(created, rows, reserved[: len(rows)], strict=True):
         target.state.member_id = row["id"] = member_id
     return rows
 

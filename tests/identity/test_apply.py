@@ -86,6 +86,27 @@ async def test_new_members_take_ids_given_before_they_are_inserted(runtime: Runt
         assert member_ids == reserved[:2] == [1, 2]  # one past the highest id, as SQLite numbers rows
 
 
+async def test_a_member_matched_but_gone_when_read_is_created_with_an_id_drawn_then(
+    runtime: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _apply(
+        runtime, tenant, [_record("C-1", email="ada@example.org", full_name="Ada Lovelace", phone="+442079460018")]
+    )
+
+    async def gone(*args: Any, **kwargs: Any) -> list[Any]:
+        return []  # deleted by another transaction between the candidate query and this read
+
+    monkeypatch.setattr(repository, "members_by_id", gone)
+    result = await _apply(
+        runtime,
+        tenant,
+        [_record("P-1", email="ada@work.example", full_name="Ada Lovelace", phone="+442079460018")],
+        "patreon",
+    )
+    assert result.created == 1
+    assert result.member_ids[0] in {member.id for member in await _all(runtime, Member)}
+
+
 async def test_a_page_whose_links_fail_while_its_audit_insert_runs_stores_nothing(
     runtime: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
