@@ -146,7 +146,7 @@ async def _load(
     # A linked record is that member: only unlinked ones need phone and name candidates.
     unlinked = {} if options.email_only else {i: r for i, r in records.items() if (r.external_id or "") not in linked}
     name_keys = {index: name_keys_of(record.value) for index, record in unlinked.items()}
-    # First, as the longest query: it is the one `apply_records` sends ahead of its own work (`in_flight`).
+    # First, as the longest query: on PostgreSQL `apply_records` sends it ahead of its own work (`in_flight`).
     match_rows = await repository.match_candidates(
         session,
         tenant_id,

@@ -30,8 +30,8 @@ async def write_page(
     operation: str,
     operation_id: int,
 ) -> None:
-    """Each statement runs while the rows of the next are built: the members insert while the audit rows are, the
-    audit insert while the link rows are (new members are numbered before they are inserted)."""
+    """On PostgreSQL each statement runs while the rows of the next are built: the members insert while the audit rows
+    are, the audit insert while the link rows are (new members are numbered before they are inserted)."""
     numbered = await _number_created(session, page, now)
     async with in_flight(session, repository.insert_numbered_members(session, numbered)) as members_written:
         audit = _audit_insert(session, page, now, actor, operation, operation_id)
