@@ -84,13 +84,24 @@ class CandidatePool:
             if profile.email is not None:
                 self._by_email.setdefault(profile.email, []).append(index)
 
-    def similar(self, profile: Profile, cutoff: float) -> set[int]:
-        """Indices of the candidates whose name, in either word order, reaches `cutoff` (percent)."""
-        return {
-            index
-            for query, names in ((profile.sorted_name, self.sorted_names), (profile.ordered_name, self.ordered_names))
-            for _, _, index in process.extract(query, names, scorer=fuzz.ratio, limit=None, score_cutoff=cutoff)
-        }
+    def similar(self, profile: Profile, cutoff: float) -> tuple[set[int], tuple[float, int] | None]:
+        """Indices of the candidates whose name, in either word order, reaches `cutoff` (percent), and the score
+        and index of the most similar name in either order (the lower index on a tie; None for no candidates).
+
+        The most similar name is found first: when it falls short of `cutoff`, as it does for most new people,
+        no other name can reach it and one pass in C per word order is all the pool costs."""
+        hits: set[int] = set()
+        best: tuple[float, int] | None = None
+        for query, names in ((profile.sorted_name, self.sorted_names), (profile.ordered_name, self.ordered_names)):
+            if not names:
+                continue
+            _, score, index = process.extractOne(query, names, scorer=fuzz.ratio)
+            if best is None or score > best[0] or (score == best[0] and index < best[1]):
+                best = (score, index)
+            if score >= cutoff:
+                found = process.extract(query, names, scorer=fuzz.ratio, limit=None, score_cutoff=cutoff)
+                hits.update(index for _, _, index in found)
+        return hits, best
 
     def with_email(self, email: str) -> dict[int, Profile]:
         return {self.member_ids[index]: self.profiles[index] for index in self._by_email.get(email, ())}
@@ -375,29 +386,21 @@ def _worth_scoring(profile: Profile, pools: Sequence[CandidatePool], thresholds:
             worth.update(zip(pool.member_ids, pool.profiles, strict=True))
         return worth
     cutoff = 100.0 * max(0.0, thresholds.review - _CAP_MARGIN) - _SCORE_SLACK
+    nearest: list[tuple[float, int, Profile]] = []
     for pool in pools:
-        for index in pool.similar(profile, cutoff):
+        hits, best = pool.similar(profile, cutoff)
+        for index in hits:
             worth[pool.member_ids[index]] = pool.profiles[index]
         if profile.email is not None:
             worth.update(pool.with_email(profile.email))
-    if not worth:
-        worth.update(_most_similar(profile, pools))
+        if best is not None:
+            score, index = best
+            nearest.append((-score, pool.member_ids[index], pool.profiles[index]))
+    if not worth and nearest:
+        # The most similar name of all, the lowest member id on a tie.
+        _, member_id, most = min(nearest, key=lambda item: item[:2])
+        worth[member_id] = most
     return worth
-
-
-def _most_similar(profile: Profile, pools: Sequence[CandidatePool]) -> dict[int, Profile]:
-    """The one candidate with the most similar name (either word order), the lowest member id on a tie."""
-    found = [
-        (-score, pool.member_ids[index], pool.profiles[index])
-        for pool in pools
-        for query, names in ((profile.sorted_name, pool.sorted_names), (profile.ordered_name, pool.ordered_names))
-        if names
-        for _, score, index in [process.extractOne(query, names, scorer=fuzz.ratio)]
-    ]
-    if not found:
-        return {}
-    _, member_id, most = min(found, key=lambda item: item[:2])
-    return {member_id: most}
 
 
 def _score(first: Profile, second: Profile, thresholds: Thresholds) -> tuple[float, tuple[str, ...]]:

@@ -776,3 +776,52 @@ def test_pooled_name_blocks_decide_as_one_list_of_candidates(
 @given(text=st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
 def test_ascii_names_fold_as_any_other_text(text: str) -> None:
     assert _fold(text) == fold_unicode(text)
+
+
+short_names = st.text(alphabet="abe ", min_size=1, max_size=6)
+pooled = st.builds(
+    Candidate,
+    member_id=st.integers(1, 30),
+    email=st.none() | st.sampled_from(["ab@x.example", "ab@y.example", "ba@x.example"]),
+    phone=st.none() | st.sampled_from(["+441234567890"]),
+    given_name=st.none() | short_names,
+    family_name=st.none() | short_names,
+    full_name=st.none() | short_names,
+    postal_code=st.none() | st.sampled_from(["N1"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    given_name=short_names,
+    family_name=short_names,
+    email=st.none() | st.sampled_from(["ab@x.example", "a.b@y.example"]),
+    pools=st.lists(st.lists(pooled, max_size=6), max_size=3),
+)
+def test_pooled_name_candidates_decide_as_scoring_every_one_does(
+    given_name: str, family_name: str, email: str | None, pools: list[list[Candidate]]
+) -> None:
+    """Only names within reach of review are scored, or else the most similar one: the outcome, member and
+    reasons are those of scoring every candidate (the best score, the lowest member id on a tie)."""
+    incoming = record(given_name=given_name, family_name=family_name, email=email, phone="+449999999999")
+    as_candidate = member(0, email=email, phone="+449999999999", given=given_name, family=family_name)
+    # A member id found twice is one member: pools are built from rows, and a member's row is the same everywhere.
+    everyone = {c.member_id: c for pool in pools for c in pool}
+    pools = [[everyone[c.member_id] for c in pool] for pool in pools]
+    scored = sorted(
+        ((*score_pair(as_candidate, c), c.member_id) for c in everyone.values()), key=lambda s: (-s[0], s[2])
+    )
+
+    decision = decide(incoming, linked=None, by_email=None, by_phone=[], name_pools=[CandidatePool(p) for p in pools])
+
+    if not scored:
+        assert decision.reasons == ("no existing member to compare with",)
+        return
+    score, reasons, member_id = scored[0]
+    thresholds = Thresholds()
+    if score >= thresholds.review:
+        assert (decision.member_id, decision.score, decision.reasons) == (member_id, score, reasons)
+    else:
+        assert decision.kind is MatchKind.NEW
+        assert decision.reasons[0].startswith(f"best candidate, member {member_id}, scored {score:.2f}")
+        assert decision.reasons[1:] == reasons
