@@ -77,7 +77,13 @@ async def test_one_row_and_shared_values_are_stored_too(runtime: Runtime, clock:
     assert read == [("one", None, AWKWARD[0], clock.now()), ("two", None, AWKWARD[0], clock.now())]
 
 
-@pytest.mark.parametrize("odd", [Decimal("1.5"), float("nan")])
+def _looped() -> dict[str, Any]:
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+    return looped
+
+
+@pytest.mark.parametrize("odd", [Decimal("1.5"), float("nan"), _looped()], ids=["decimal", "nan", "loop"])
 def test_rows_json_cannot_carry_are_bound_row_by_row_on_sqlite(odd: Any) -> None:
     rows = _audit_rows(1, 1, "odd", datetime(2026, 1, 1, tzinfo=UTC))[:2]
     rows[1]["operation_id"] = odd

@@ -216,6 +216,11 @@ def _is_json(column_type: TypeEngine[Any]) -> bool:
     return isinstance(column_type.dialect_impl(_POSTGRESQL), JSON)
 
 
+# Row values are checked for cycles by their recursion alone: the encoder's own check costs a dict insert and delete
+# for every list, every row included.
+_ROWS_ENCODER = json.JSONEncoder(allow_nan=False, check_circular=False)
+
+
 def _rows_as_json(
     rows: Sequence[dict[str, Any]], columns: list[str], converters: list[Callable[[Any], Any] | None]
 ) -> str | None:
@@ -227,8 +232,8 @@ def _rows_as_json(
         for column, convert in zip(columns, converters, strict=True)
     ]
     try:
-        return json.dumps(list(zip(*values, strict=True)), allow_nan=False)
-    except (TypeError, ValueError):
+        return _ROWS_ENCODER.encode(list(zip(*values, strict=True)))
+    except (TypeError, ValueError, RecursionError):  # RecursionError: a value that contains itself
         return None
 
 

@@ -31,7 +31,7 @@ def fingerprint_of(record: MappedRecord, options: str) -> str | None:
     }
     try:
         return _digest(_ENCODER.encode(body))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: a value that contains itself
         return None
 
 
@@ -46,8 +46,9 @@ def _stable(value: Any) -> Any:
     raise TypeError(f"no stable form for {type(value).__name__}")
 
 
-# One encoder for every record: `json.dumps` with these options builds a new one per call.
-_ENCODER = json.JSONEncoder(sort_keys=True, default=_stable, ensure_ascii=False)
+# One encoder for every record: `json.dumps` with these options builds a new one per call. A value that contains
+# itself is caught by its recursion alone, without a dict insert and delete per container.
+_ENCODER = json.JSONEncoder(sort_keys=True, default=_stable, ensure_ascii=False, check_circular=False)
 
 
 def _digest(text: str) -> str:

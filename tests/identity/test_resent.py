@@ -74,6 +74,9 @@ def test_values_without_a_stable_text_form_are_never_fingerprinted() -> None:
 
     assert fingerprint_of(attributes(x=object()), DIGEST) is None
     assert fingerprint_of(attributes(x={1: "a", "b": 2}), DIGEST) is None
+    looped: list[Any] = []
+    looped.append(looped)
+    assert fingerprint_of(attributes(x=looped), DIGEST) is None
     stable = attributes(x=Decimal("1.50"), y={"b", "a"})
     assert fingerprint_of(stable, DIGEST) == fingerprint_of(stable, DIGEST) is not None
 
