@@ -23,6 +23,7 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from membersync.identity.phones import is_valid_phone, parse_phone
 from membersync.identity.schemas import (
     ADDRESS_PARTS,
     CONSENT_FIELDS,
@@ -70,10 +71,6 @@ _SCRIPT_ALIASES = {"CJK": "HAN", "IDEOGRAPHIC": "HAN", "KATAKANA-HIRAGANA": "KAT
 
 # JSON scalars whose encoding decodes to an equal value of the same type: a copy of one is the value itself.
 _JSON_SCALAR_TYPES = frozenset({str, int, float, bool})
-
-# Every phone check matches a number against a dozen of the metadata's patterns; by default phonenumbers looks each
-# one up in `re`'s own cache, which costs a sixth of the check. The patterns are fixed, so keeping them is bounded.
-phonenumbers.enable_pattern_cache()
 
 _preview_repr = reprlib.Repr()
 _preview_repr.maxlevel = 3
@@ -170,38 +167,12 @@ def normalize_phone(raw: object, default_region: str) -> str:
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _checked_phone(text: str, default_region: str) -> tuple[str, str | None]:
     try:
-        number = phonenumbers.parse(text, default_region)
+        number = parse_phone(text, default_region)
     except phonenumbers.NumberParseException:
         return "", "not a phone number"
     if not is_valid_phone(number):
         return "", "not a valid phone number"
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
-
-
-def is_valid_phone(number: phonenumbers.PhoneNumber) -> bool:
-    """`phonenumbers.is_valid_number`, with one check of the number against its calling code's main region where
-    that library makes two.
-
-    For a calling code several regions share (+44: GB, GG, IM, JE), the library finds the number's region by
-    checking it against each region's patterns in turn, then checks it once more against the region found. When
-    the first region (the main one) has no leading digits of its own, that first check is the one the library
-    would repeat, so a number it passes is valid; any other number is left to the library.
-    """
-    region = _main_region(number.country_code)
-    if region is not None and phonenumbers.is_valid_number_for_region(number, region):
-        return True
-    return bool(phonenumbers.is_valid_number(number))
-
-
-@functools.cache  # one entry per calling code a parsed number can have
-def _main_region(country_code: int) -> str | None:
-    """The region `is_valid_phone` checks first: the main one of a shared calling code, if it has no leading
-    digits (which the library would test instead of its patterns)."""
-    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ())
-    if len(regions) < 2:
-        return None
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region(regions[0].upper(), None)
-    return regions[0] if metadata is not None and metadata.leading_digits is None else None
 
 
 def normalize_time_zone(raw: object) -> str:
