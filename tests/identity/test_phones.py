@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import phonenumbers
 import pytest
 from hypothesis import given, settings
@@ -36,6 +38,21 @@ def _numbers_near_examples() -> list[phonenumbers.PhoneNumber]:
     return numbers
 
 
+def _numbers_sharing_examples_first_digits() -> list[phonenumbers.PhoneNumber]:
+    """For each example, numbers that keep all but its last 1 to 7 digits and end in random ones, as many, one or two
+    fewer, or one or two more: about a fifth of them are valid."""
+    draw = random.Random(4)
+    numbers = []
+    for example in _examples():
+        national = phonenumbers.national_significant_number(example)
+        for replaced in range(1, 8):
+            for length in range(replaced - 2, replaced + 3):
+                ending = "".join(draw.choice("0123456789") for _ in range(max(0, length)))
+                digits = national[: max(1, len(national) - replaced)] + ending
+                numbers.append(phonenumbers.PhoneNumber(country_code=example.country_code, national_number=int(digits)))
+    return numbers
+
+
 def _international_texts() -> list[str]:
     """The examples written as "+" and digits, and as people mistype them: with a national prefix ("0") or two
     after the calling code, a digit short, a digit over, and with the calling code's first digits only."""
@@ -64,8 +81,19 @@ def test_phone_validity_is_the_librarys_for_numbers_of_every_region() -> None:
     assert any(is_valid_phone(n) and phonenumbers.region_code_for_number(n) == "GG" for n in numbers)
 
 
+def test_phone_validity_is_the_librarys_for_numbers_like_every_regions() -> None:
+    numbers = _numbers_sharing_examples_first_digits()
+    valid = [phonenumbers.is_valid_number(number) for number in numbers]
+
+    assert [is_valid_phone(number) for number in numbers] == valid
+    assert len(numbers) / 10 < sum(valid) < len(numbers) / 2
+
+
 @settings(max_examples=300, deadline=None)
-@given(country_code=st.sampled_from([1, 7, 44, 39, 61, 262, 590, 599]), national=st.integers(10**5, 10**11))
+@given(
+    country_code=st.sampled_from([1, 7, 33, 39, 44, 49, 61, 262, 590, 599, 800, 979]),
+    national=st.integers(10**5, 10**11),
+)
 def test_phone_validity_is_the_librarys_for_any_digits(country_code: int, national: int) -> None:
     number = phonenumbers.PhoneNumber(country_code=country_code, national_number=national)
 
