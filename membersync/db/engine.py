@@ -8,6 +8,7 @@ timeout do not prevent it. Read-only work uses `read_sessions`, whose transactio
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from membersync.db.urls import async_url, sync_url
 
 READ_ONLY_OPTION = "membersync_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_MIN_VERSION = (3, 38, 0)
 GATE_POLL_MIN_SECONDS = 0.0002
 GATE_POLL_MAX_SECONDS = 0.004
 
@@ -113,8 +115,16 @@ def _on_sqlite_begin(connection: Connection) -> None:
 
 
 def install_sqlite_hooks(engine: Engine) -> None:
+    _require_sqlite(sqlite3.sqlite_version_info)
     event.listen(engine, "connect", _on_sqlite_connect)
     event.listen(engine, "begin", _on_sqlite_begin)
+
+
+def _require_sqlite(version: tuple[int, int, int]) -> None:
+    """Bulk writes read JSON columns out of their rows with `->`, which SQLite has from 3.38 on."""
+    if version < SQLITE_MIN_VERSION:
+        found, needed = (".".join(map(str, v)) for v in (version, SQLITE_MIN_VERSION))
+        raise RuntimeError(f"membersync needs SQLite {needed} or newer; Python's sqlite3 module has {found}")
 
 
 def dialect_of(session: AsyncSession) -> str:

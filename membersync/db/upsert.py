@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from itertools import repeat
-from json.encoder import encode_basestring_ascii
 from operator import itemgetter, ne
 from typing import Any
 
@@ -287,30 +286,29 @@ _SQLITE = sqlite.dialect()
 
 
 def _json_payload(table: Table, rows: Sequence[dict[str, Any]], columns: list[str]) -> str | None:
-    """The rows' values of `columns` as a JSON array of arrays, each value converted as SQLite stores it."""
+    """The rows' values of `columns` as a JSON array of arrays: a JSON column's value as it is (`_element`), any
+    other converted as SQLite stores it."""
     return _rows_as_json(rows, columns, [_sqlite_converter(table.c[column].type) for column in columns])
 
 
 def _sqlite_converter(column_type: TypeEngine[Any]) -> Callable[[Any], Any] | None:
-    if _is_json(column_type) and not getattr(column_type, "none_as_null", False):
-        return _json_text
+    if _is_embedded_json(column_type):
+        return None
     return column_type.dialect_impl(_SQLITE).bind_processor(_SQLITE)
 
 
-def _json_text(value: Any) -> str:
-    """`json.dumps(value)`, as SQLAlchemy stores a JSON column's value on SQLite, with the common scalars spelled
-    directly: a page of audit entries converts tens of thousands of them, and `json.dumps` costs a microsecond
-    a call."""
-    kind = type(value)
-    if kind is str:
-        return encode_basestring_ascii(value)
-    if value is None:
-        return "null"
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int:
-        return str(value)
-    return json.dumps(value)
+def _is_embedded_json(column_type: TypeEngine[Any]) -> bool:
+    """A JSON column whose None is JSON's null: its value goes into the rows' JSON as it is, not as a JSON text
+    inside it, which would encode it twice."""
+    return _is_json(column_type) and not getattr(column_type, "none_as_null", False)
+
+
+def _element(table: Table, column: str, row: Any, index: int) -> Any:
+    """The row's value of a column, as SQLite stores it: for a JSON column the element's JSON text (`->`, so
+    null is the text null, as a bound None is), for any other the element's value."""
+    if _is_embedded_json(table.c[column].type):
+        return row.op("->")(f"$[{index}]")
+    return func.json_extract(row, f"$[{index}]")
 
 
 def _json_rows_insert(table: Table, rows: Sequence[dict[str, Any]]) -> Any:
@@ -326,7 +324,7 @@ def _json_rows_insert(table: Table, rows: Sequence[dict[str, Any]]) -> Any:
         return None
     incoming = func.json_each(bindparam("json_rows", payload)).table_valued("value").alias("incoming")
     selected = [
-        func.json_extract(incoming.c.value, f"$[{varying.index(column)}]")
+        _element(table, column, incoming.c.value, varying.index(column))
         if column in varying
         else bindparam(f"{column}_value", rows[0][column], type_=table.c[column].type)
         for column in columns
