@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import json
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from membersync.db.engine import dialect_of
 from membersync.errors import InvalidInput
 from membersync.identity import normalize, repository
 from membersync.identity.policy import MergePolicies
@@ -286,6 +289,62 @@ async def test_each_name_block_gives_at_most_its_lowest_ids_as_candidates(runtim
     assert sorted(row.id for row in rows) == expected
     assert {row.name_key for row in rows} == {key, small_key, members[6].name_key}
     assert [row.id for row in phone_only] == [members[6].id]
+
+
+async def test_candidates_are_found_by_index_probes_with_or_without_statistics(
+    runtime: Runtime, tenant: Tenant
+) -> None:
+    """A table being filled has no statistics; PostgreSQL then joined the page's keys to every member of the tenant."""
+    names = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John", "Radia", "Tim"]
+    page = [
+        _record(
+            f"C-{n}",
+            email=f"m{n}@example.org",
+            phone=f"+4420794{n:05d}",
+            given_name=names[n % 10],
+            family_name=f"{names[n // 10 % 10]}son{n}",
+        )
+        for n in range(2000)
+    ]
+    await _apply(runtime, tenant, page)
+    async with runtime.unit_of_work() as session:
+        dialect = dialect_of(session)
+        for analysed in (False, True):
+            if analysed:
+                await session.execute(text("ANALYZE members"))
+            plan = await _candidates_plan(session, dialect, tenant.id)
+            assert plan
+            assert all("INDEX" in step for step in plan), plan
+
+
+# As many as a page of a thousand records has: the planner weighs a join of every member against this many probes.
+PROBED_PHONES = [f"+4420795{n:05d}" for n in range(1000)]
+PROBED_NAME_KEYS = [f"n:{n:03d}a" for n in range(1000)]
+
+
+async def _candidates_plan(session: AsyncSession, dialect: str, tenant_id: int) -> list[str]:
+    """How the candidates statement reads members: one line per read, upper case."""
+    compiled = repository.candidates_statement(dialect).compile(dialect=session.get_bind().dialect)
+    values: dict[str, Any] = {"in_tenant": tenant_id, "per_name_key": 200, "past_block": 199}
+    connection = await session.connection()
+    if dialect == "postgresql":
+        values |= {"phones": PROBED_PHONES, "name_keys": PROBED_NAME_KEYS}
+        sql = "EXPLAIN (FORMAT JSON) " + compiled.string
+        [[plan]] = (await connection.exec_driver_sql(sql, compiled.construct_params(values))).all()
+        return [
+            f"{node['Node Type']} {node.get('Index Name', '')}".upper()
+            for node in _plan_nodes(plan[0]["Plan"])
+            if node.get("Relation Name") == "members"
+        ]
+    values |= {"phones": json.dumps(PROBED_PHONES), "name_keys": json.dumps(PROBED_NAME_KEYS)}
+    bound = compiled.construct_params(values)
+    positional = tuple(bound[name] for name in compiled.positiontup or ())
+    rows = (await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string, positional)).all()
+    return [row[-1].upper() for row in rows if row[-1].split()[:2][-1] in {"members", "earlier"}]
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(found for child in node.get("Plans", []) for found in _plan_nodes(child))]
 
 
 async def test_tenants_never_match_each_other(runtime: Runtime, tenant: Tenant) -> None:
