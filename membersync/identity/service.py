@@ -98,10 +98,9 @@ async def apply_records(
             _apply_one(page, index, record, decisions[index])
         page.reserved_ids = await reserving
     counts = _counts(page, resent)
-    details = {"counts": counts, **page.details}
-    operation_id = await repository.record_operation(session, tenant_id, source, operation, now, details)
     applied = [(record, fingerprints[index]) for index, record in normalised.items()]
-    await write_page(session, tracker, page, applied, now, actor, operation, operation_id)
+    details = {"counts": counts, **page.details}
+    operation_id = await write_page(session, tracker, page, applied, now, actor, operation, details)
     return _result(page, operation_id, list(normalised), resent, counts)
 
 

@@ -28,11 +28,18 @@ async def write_page(
     now: datetime,
     actor: str,
     operation: str,
-    operation_id: int,
-) -> None:
-    """On PostgreSQL each statement runs while the rows of the next are built: the members insert while the audit rows
-    are, the audit insert while the link rows are (new members are numbered before they are inserted)."""
-    numbered = await _number_created(session, page, now)
+    details: dict[str, Any],
+) -> int:
+    """Record the page's operation with its `details` and write what the page decided under it; the operation's id.
+
+    On PostgreSQL each statement runs while the rows of the next are built: the operation while the new members'
+    rows are, the members insert while the audit rows are, the audit insert while the link rows are (new members
+    are numbered before they are inserted)."""
+    await _reserve_enough(session, page)
+    recording = repository.record_operation(session, page.tenant_id, page.source, operation, now, details)
+    async with in_flight(session, recording) as recorded:
+        numbered = _number_created(page, now)
+        operation_id = await recorded
     async with in_flight(session, repository.insert_numbered_members(session, numbered)) as members_written:
         audit = _audit_insert(session, page, now, actor, operation, operation_id)
         await members_written
@@ -54,17 +61,23 @@ async def write_page(
     )
     if links:
         await write_synced(session, page.source, links, replace_metadata=False)
+    return operation_id
 
 
-async def _number_created(session: AsyncSession, page: Page, now: datetime) -> list[dict[str, Any]]:
-    """Give each member the page creates one of the ids reserved for the page (`repository.reserve_member_ids`);
-    their rows, ids in."""
+async def _reserve_enough(session: AsyncSession, page: Page) -> None:
+    """Make sure the page holds an id for each member it creates (`repository.reserve_member_ids`): one more may
+    be created than were counted when they were drawn, when a member matched earlier in the page was gone when it
+    was read."""
+    creating = sum(target.created for target in page.targets.values())
+    if len(page.reserved_ids) < creating:
+        page.reserved_ids = await repository.reserve_member_ids(session, creating)
+
+
+def _number_created(page: Page, now: datetime) -> list[dict[str, Any]]:
+    """Give each member the page creates one of the ids reserved for it; their rows, ids in."""
     created = [target for target in page.targets.values() if target.created]
     rows = [_new_member_row(page, target, now) for target in created]
-    reserved = page.reserved_ids
-    if len(reserved) < len(rows):  # a member matched earlier in the page was gone when it was read
-        reserved = await repository.reserve_member_ids(session, len(rows))
-    for target, row, member_id in zip(created, rows, reserved[: len(rows)], strict=True):
+    for target, row, member_id in zip(created, rows, page.reserved_ids[: len(rows)], strict=True):
         target.state.member_id = row["id"] = member_id
     return rows
 
