@@ -136,7 +136,7 @@ async def test_an_upsert_of_many_links_inserts_then_updates(runtime: Runtime, cl
 @pytest.mark.parametrize("odd", [Decimal("1.5"), float("nan")])
 def test_rows_json_cannot_carry_go_as_arrays_on_postgresql(odd: Any) -> None:
     rows = _audit_rows(1, 1, "odd", datetime(2026, 1, 1, tzinfo=UTC))[:2]
-    assert "json_array_elements" in str(insert_many("postgresql", AuditEntry, rows)[0])
+    assert "jsonb_array_elements" in str(insert_many("postgresql", AuditEntry, rows)[0])
     rows[1]["operation_id"] = odd
     statement, parameters = insert_many("postgresql", AuditEntry, rows)
     assert parameters == []

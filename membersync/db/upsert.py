@@ -115,7 +115,7 @@ def insert_or_update_many(
 ) -> tuple[Insert, list[dict[str, Any]]]:
     """`insert_or_update` for many rows at once: the statement and the parameters to execute it with.
 
-    Both databases get the rows as one JSON parameter, walked by the server (`json_array_elements` on
+    Both databases get the rows as one JSON parameter, walked by the server (`jsonb_array_elements` on
     PostgreSQL, `json_each` on SQLite): the statement stays short, so it is parsed and planned once rather
     than once per batch of thousands of placeholders.
     """
@@ -174,8 +174,10 @@ _POSTGRESQL = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]  # a
 
 
 def _pg_json_rows_insert(table: Table, rows: Sequence[dict[str, Any]]) -> Any:
-    """`INSERT … SELECT` from a JSON array of the rows' varying values, walked by `json_array_elements`, each
+    """`INSERT … SELECT` from a JSON array of the rows' varying values, walked by `jsonb_array_elements`, each
     cast to its column's type (JSON columns take their element as it is); the shared values are bound once.
+    As jsonb the text is parsed once; as json each `->>` parses its row's text again up to its element (1,000
+    members: 19.5 ms on the server, now 14; their audit entries 12.5, now 10).
 
     psycopg turns a list parameter into an array literal in Python, escaping every string: for 9,000 rows of
     ten columns (a page's audit entries, when they were a row per field) that took about 130 ms of the client's
@@ -188,7 +190,7 @@ def _pg_json_rows_insert(table: Table, rows: Sequence[dict[str, Any]]) -> Any:
     payload = _rows_as_json(rows, varying, [_pg_json_converter(table.c[column].type) for column in varying])
     if payload is None:
         return None
-    incoming = func.json_array_elements(cast(bindparam("json_rows", payload, type_=Text), postgresql.JSON))
+    incoming = func.jsonb_array_elements(cast(bindparam("json_rows", payload, type_=Text), postgresql.JSONB))
     element = incoming.table_valued("value").render_derived("incoming").c.value
     selected = [
         _pg_json_element(element, varying.index(column), table.c[column].type)
